@@ -1,0 +1,1 @@
+"""extractor: structured-output extraction service."""

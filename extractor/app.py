@@ -1,0 +1,147 @@
+"""The HTTP application: routes, lifespan (clients), the one table that maps domain errors to status codes, OpenAPI."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx2
+from litestar import Litestar, Request, Response
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.pydantic import PydanticPlugin
+from redis.exceptions import RedisError
+
+from extractor import errors
+from extractor.api.deps import provide_services, provide_tenant
+from extractor.api.extract import ExtractController
+from extractor.api.health import HealthController
+from extractor.api.schemas import SchemaController
+from extractor.registry.service import read_definitions
+from extractor.services import build_services, bundled_schema_dir
+from extractor.settings import Settings
+
+__all__ = ["PROBLEM_STATUS", "create_app", "problem_response"]
+
+log = logging.getLogger("extractor")
+
+PROBLEM_STATUS: dict[type[errors.ExtractorError], int] = {
+    errors.InvalidInputError: 400,
+    errors.InvalidSchemaError: 422,
+    errors.PayloadTooLargeError: 413,
+    errors.IdempotencyMismatchError: 422,
+    errors.AuthError: 401,
+    errors.NotFoundError: 404,
+    errors.ExtractionFailedError: 422,
+    errors.UpstreamError: 502,
+    errors.UpstreamUnavailableError: 502,
+    errors.UpstreamRateLimitedError: 503,
+    errors.ModelUnavailableError: 503,
+    errors.UpstreamTimeoutError: 504,
+    errors.StoreUnavailableError: 503,
+    errors.ExtractorError: 500,
+}
+_HTTP_CODES = {
+    400: "bad-request",
+    401: "unauthorized",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "payload-too-large",
+}
+
+
+def status_for(exc: errors.ExtractorError) -> int:
+    """The status of the nearest class in ``PROBLEM_STATUS`` along the exception's MRO."""
+    return next(PROBLEM_STATUS[cls] for cls in type(exc).__mro__ if cls in PROBLEM_STATUS)
+
+
+def problem_response(
+    status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> Response[dict[str, Any]]:
+    body = {"type": code, "title": title, "status": status, "detail": detail, **extra}
+    return Response(body, status_code=status, media_type="application/problem+json", headers=headers)
+
+
+def _domain_error(request: Request[Any, Any, Any], exc: errors.ExtractorError) -> Response[dict[str, Any]]:
+    status = status_for(exc)
+    headers = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    if status >= 500:
+        log.warning("%s %s -> %s: %s", request.method, request.url.path, status, exc.detail)
+    return problem_response(status, exc.code, exc.title, exc.detail, headers or None, **exc.extra)
+
+
+def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    extra = {"errors": exc.extra} if exc.extra else {}
+    code = _HTTP_CODES.get(exc.status_code, "http-error")
+    return problem_response(
+        exc.status_code, code, code.replace("-", " ").capitalize(), exc.detail, exc.headers, **extra
+    )
+
+
+def _redis_error(request: Request[Any, Any, Any], exc: RedisError) -> Response[dict[str, Any]]:
+    return _domain_error(request, errors.StoreUnavailableError(f"Redis did not answer: {exc}", retry_after=2.0))
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("bug: unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(500, "internal-error", "Internal error", "an unexpected error occurred; it is logged")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    http_client: httpx2.AsyncClient | None = None,
+    model_alive: Callable[[], bool] | None = None,
+) -> Litestar:
+    """Build the app. ``http_client`` fakes the model at the transport in tests; ``model_alive`` reports a child."""
+    settings = settings or Settings()
+    bundled = read_definitions(bundled_schema_dir(settings))
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        services = build_services(settings, http_client=http_client, model_alive=model_alive)
+        app.state.services = services
+        try:
+            loaded = await services.registry.register_bundled(bundled)
+            log.info("bundled schemas: %s", ", ".join(v.ref for v in loaded))
+            if not settings.api_keys:
+                log.warning("no EXTRACTOR_API_KEYS set: single-tenant mode, every caller shares one namespace")
+            yield
+        finally:
+            await services.aclose()
+
+    prometheus = PrometheusConfig(app_name="extractor", group_path=True)
+    return Litestar(
+        route_handlers=[HealthController, SchemaController, ExtractController, PrometheusController],
+        dependencies={
+            "services": Provide(provide_services, sync_to_thread=False),
+            "tenant": Provide(provide_tenant, sync_to_thread=False),
+        },
+        lifespan=[lifespan],
+        middleware=[prometheus.middleware],
+        plugins=[PydanticPlugin(prefer_alias=True)],
+        exception_handlers={
+            errors.ExtractorError: _domain_error,
+            HTTPException: _http_error,
+            RedisError: _redis_error,
+            Exception: _unexpected,
+        },
+        openapi_config=OpenAPIConfig(
+            title="extractor",
+            version="1.0.0",
+            description="Structured-output extraction: register JSON Schemas, post documents, get grounded JSON.",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        ),
+        request_max_body_size=settings.max_body_bytes,
+        debug=False,
+    )

@@ -1,0 +1,205 @@
+"""The one place that knows the order of an extraction: schema, cache, prompt, model, repair, validate, ground, empty.
+
+Each step is a plain function in its own module; this class only sequences them and keeps the accounts
+(attempts, usage, repairs, timings).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from extractor.errors import ExtractionFailedError, PayloadTooLargeError, TruncatedOutputError
+from extractor.extraction.cache import ResultCache, cache_digest
+from extractor.extraction.coerce import coerce
+from extractor.extraction.empty import is_empty
+from extractor.extraction.enforcement import EnforcementLevel, EnforcementProber, response_format
+from extractor.extraction.grounding import apply_strict, ground
+from extractor.extraction.model import ModelClient, ModelReply
+from extractor.extraction.prompt import PROMPT_VERSION, Message, build_messages, build_reask
+from extractor.extraction.repair import RepairError, parse_json
+from extractor.extraction.result import ExtractionResult, ExtractOptions, FieldInfo, Usage
+from extractor.extraction.results_log import ResultsLog
+from extractor.registry.compiled import CompiledSchema
+from extractor.registry.service import SchemaRegistry
+from extractor.settings import ExtractionSettings
+
+__all__ = ["ExtractionService"]
+
+
+@dataclass
+class _Attempts:
+    """What the model was asked and answered so far in one extraction."""
+
+    messages: list[Message]
+    count: int = 0
+    usage: Usage = field(default_factory=Usage)
+    repairs: list[str] = field(default_factory=list)
+    last_reply: str = ""
+    errors: list[str] = field(default_factory=list)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self._start = self._mark = time.perf_counter()
+        self.timings: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(self.timings.get(name, 0.0) + (now - self._mark) * 1000, 3)
+        self._mark = now
+
+    def total(self) -> dict[str, float]:
+        return {**self.timings, "total": round((time.perf_counter() - self._start) * 1000, 3)}
+
+
+class ExtractionService:
+    def __init__(
+        self,
+        registry: SchemaRegistry,
+        model: ModelClient,
+        prober: EnforcementProber,
+        cache: ResultCache,
+        settings: ExtractionSettings,
+        results_log: ResultsLog | None = None,
+    ) -> None:
+        self._registry = registry
+        self._model = model
+        self._prober = prober
+        self._cache = cache
+        self._settings = settings
+        self._results_log = results_log
+
+    async def extract(self, tenant: str, schema_ref: str, text: str, options: ExtractOptions) -> ExtractionResult:
+        clock = _Clock()
+        if len(text) > self._settings.max_text_chars:
+            raise PayloadTooLargeError(
+                f"text is {len(text)} characters; the limit is {self._settings.max_text_chars}",
+                limit=self._settings.max_text_chars,
+            )
+        schema = await self._registry.resolve(tenant, schema_ref)
+        model_name = await self._model.name()
+        resolved = self._resolve_options(options)
+        digest = cache_digest(
+            schema_hash=schema.version.hash,
+            model=model_name,
+            prompt_version=PROMPT_VERSION,
+            options=resolved,
+            text=text,
+        )
+        clock.lap("schema")
+        if options.cache and (hit := await self._cache.get(tenant, digest)) is not None:
+            clock.lap("cache")
+            return hit.model_copy(update={"cached": True, "attempts": 0, "timings_ms": clock.total()})
+        level = await self._prober.level()
+        attempts = await self._call_until_valid(schema, text, level, resolved, clock)
+        result = self._finish(schema, text, model_name, level, attempts, resolved["grounding"], clock)
+        if options.cache:
+            await self._cache.put(tenant, digest, result)
+        if self._results_log is not None:
+            await self._results_log.append(tenant, text, build_messages(schema, text), result)
+        return result
+
+    def _resolve_options(self, options: ExtractOptions) -> dict[str, Any]:
+        return {
+            "grounding": options.grounding or self._settings.grounding,
+            "max_attempts": options.max_attempts or self._settings.max_attempts,
+            "temperature": self._settings.temperature if options.temperature is None else options.temperature,
+        }
+
+    async def _call_until_valid(
+        self, schema: CompiledSchema, text: str, level: EnforcementLevel, options: dict[str, Any], clock: _Clock
+    ) -> tuple[_Attempts, dict[str, Any]]:
+        """Call, repair, coerce and validate; re-ask with the errors until valid, out of attempts or over budget."""
+        state = _Attempts(messages=build_messages(schema, text))
+        fmt = response_format(level, schema.wire_schema, schema.strict)
+        while state.count < options["max_attempts"] and state.usage.total_tokens < self._settings.token_budget:
+            reply = await self._call(state, fmt, options, clock)
+            data = self._parse_and_check(schema, reply, state)
+            clock.lap("validate")
+            if data is not None:
+                return state, data
+            state.messages = build_reask(state.messages, reply.content, state.errors)
+        raise ExtractionFailedError(
+            f"no valid output after {state.count} attempt(s): {'; '.join(state.errors[:3])}",
+            **self._failure_details(state, level),
+        )
+
+    async def _call(
+        self, state: _Attempts, fmt: dict[str, Any] | None, options: dict[str, Any], clock: _Clock
+    ) -> ModelReply:
+        reply = await self._model.complete(
+            state.messages,
+            fmt,
+            max_tokens=self._settings.max_tokens,
+            temperature=options["temperature"],
+            seed=self._settings.seed,
+        )
+        clock.lap("model")
+        state.count += 1
+        state.usage = state.usage.add(reply.prompt_tokens, reply.completion_tokens)
+        state.last_reply = reply.content
+        if reply.finish_reason == "length":
+            raise TruncatedOutputError(
+                f"the model stopped at its token limit ({self._settings.max_tokens}) before finishing the JSON",
+                **self._failure_details(state, None),
+            )
+        return reply
+
+    @staticmethod
+    def _parse_and_check(schema: CompiledSchema, reply: ModelReply, state: _Attempts) -> dict[str, Any] | None:
+        """The valid, coerced data, or None with ``state.errors`` saying why (repairs are kept either way)."""
+        try:
+            repaired = parse_json(reply.content)
+        except RepairError as exc:
+            state.errors = [f"not JSON: {exc}"]
+            return None
+        data, coercions = coerce(repaired.value, schema.version.json_schema)
+        state.repairs.extend([*repaired.repairs, *coercions])
+        state.errors = schema.errors(data)
+        return data if not state.errors and isinstance(data, dict) else None
+
+    @staticmethod
+    def _failure_details(state: _Attempts, level: EnforcementLevel | None) -> dict[str, Any]:
+        details: dict[str, Any] = {
+            "attempts": state.count,
+            "output": state.last_reply,
+            "errors": state.errors,
+            "repairs": state.repairs,
+            "usage": state.usage.model_dump(),
+        }
+        if level is not None:
+            details["enforcement"] = level.value
+        return details
+
+    def _finish(
+        self,
+        schema: CompiledSchema,
+        text: str,
+        model_name: str,
+        level: EnforcementLevel,
+        outcome: tuple[_Attempts, dict[str, Any]],
+        grounding: str,
+        clock: _Clock,
+    ) -> ExtractionResult:
+        state, data = outcome
+        fields = None if grounding == "off" else ground(data, text)
+        if fields is not None and grounding == "strict":
+            data, nulled = apply_strict(data, fields)
+            state.repairs.extend(nulled)
+            fields = {path: info for path, info in fields.items() if info.grounded is not False}
+        empty = is_empty(data, fields)
+        clock.lap("grounding")
+        return ExtractionResult(
+            status="empty" if empty else "ok",
+            data=None if empty else data,
+            schema_ref=schema.version.ref,
+            model=model_name,
+            enforcement=level.value,
+            attempts=state.count,
+            repairs=state.repairs,
+            fields={} if empty or fields is None else {p: FieldInfo(**f.to_json()) for p, f in fields.items()},
+            usage=state.usage,
+            timings_ms=clock.total(),
+        )

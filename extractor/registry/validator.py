@@ -1,0 +1,47 @@
+"""The registry's validator: jsonschema's Draft 2020-12 with ECMA-262-style regular expressions.
+
+JSON Schema patterns are ECMA-262 regexes; Python's ``re`` lacks Unicode property escapes such as ``\\p{Letter}``,
+which the ``regex`` package supports. ``format`` stays an annotation, as the specification's default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from functools import lru_cache
+from typing import Any
+
+import regex
+from jsonschema import Draft202012Validator, ValidationError, validators
+from jsonschema.protocols import Validator
+
+__all__ = ["ExtractorValidator", "validator_for"]
+
+
+@lru_cache(maxsize=1024)
+def _compile(pattern: str) -> regex.Pattern[str]:
+    return regex.compile(pattern)
+
+
+def _pattern(validator: Validator, pattern: str, instance: Any, schema: Mapping[str, Any]) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not _compile(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(
+    validator: Validator, patterns: Mapping[str, Any], instance: Any, schema: Mapping[str, Any]
+) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for name, value in instance.items():
+            if _compile(pattern).search(name):
+                yield from validator.descend(value, subschema, path=name, schema_path=pattern)  # type: ignore[attr-defined]
+
+
+ExtractorValidator: type[Validator] = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator, {"pattern": _pattern, "patternProperties": _pattern_properties}
+)
+
+
+def validator_for(schema: Mapping[str, Any]) -> Validator:
+    return ExtractorValidator(schema)

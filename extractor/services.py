@@ -1,0 +1,78 @@
+"""The long-lived clients and services, built once per process (API server or worker) and closed at exit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+import httpx2
+from openai import AsyncOpenAI
+from redis.asyncio import Redis
+
+from extractor.errors import InvalidInputError
+from extractor.extraction.cache import ResultCache
+from extractor.extraction.enforcement import EnforcementLevel, EnforcementProber
+from extractor.extraction.model import ModelClient
+from extractor.extraction.results_log import ResultsLog
+from extractor.extraction.service import ExtractionService
+from extractor.registry.service import SchemaRegistry
+from extractor.settings import Settings
+
+__all__ = ["Services", "build_services", "bundled_schema_dir"]
+
+
+def bundled_schema_dir(settings: Settings) -> Path:
+    return settings.registry.bundled_dir or Path(str(files("extractor") / "bundled_schemas"))
+
+
+@dataclass
+class Services:
+    settings: Settings
+    redis: Redis
+    model: ModelClient
+    registry: SchemaRegistry
+    extraction: ExtractionService
+    results_log: ResultsLog
+    model_alive: Callable[[], bool]
+
+    async def aclose(self) -> None:
+        await self.model.close()
+        await self.redis.aclose()
+
+
+def build_services(
+    settings: Settings,
+    *,
+    http_client: httpx2.AsyncClient | None = None,
+    model_alive: Callable[[], bool] | None = None,
+) -> Services:
+    """Wire the clients from settings. ``http_client`` lets tests fake the model at the HTTP transport."""
+    if settings.redis_url is None:
+        raise InvalidInputError("no Redis: set EXTRACTOR_REDIS_URL or start with `extractor serve`")
+    if settings.model_base_url is None:
+        raise InvalidInputError("no model endpoint: set EXTRACTOR_MODEL_BASE_URL or install extractor[local]")
+    redis: Redis = Redis.from_url(
+        settings.redis_url, decode_responses=True, socket_connect_timeout=2, socket_timeout=10
+    )
+    client = AsyncOpenAI(
+        base_url=settings.model_base_url,
+        api_key=settings.model_api_key.get_secret_value(),
+        timeout=settings.model_timeout_s,
+        max_retries=settings.model_max_retries,
+        http_client=http_client,
+    )
+    model = ModelClient(client, settings.model_name)
+    forced = EnforcementLevel(settings.model_enforcement) if settings.model_enforcement else None
+    registry = SchemaRegistry(redis, settings.registry)
+    results_log = ResultsLog(redis, settings.cache.keep_results)
+    extraction = ExtractionService(
+        registry,
+        model,
+        EnforcementProber(redis, model, forced),
+        ResultCache(redis, settings.cache),
+        settings.extraction,
+        results_log,
+    )
+    return Services(settings, redis, model, registry, extraction, results_log, model_alive or (lambda: True))

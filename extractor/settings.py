@@ -1,0 +1,107 @@
+"""All configuration, read once from the environment (prefix ``EXTRACTOR_``) and injected, never imported as a global.
+
+Flat names for what every deployment sets (``EXTRACTOR_REDIS_URL``, ``EXTRACTOR_MODEL_BASE_URL``,
+``EXTRACTOR_MODEL_API_KEY``, ``EXTRACTOR_API_KEYS``); nested sections for tuning, set with a double underscore
+(``EXTRACTOR_EXTRACTION__MAX_ATTEMPTS=2``, ``EXTRACTOR_JOBS__CONCURRENCY=64``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = [
+    "CacheSettings",
+    "EnforcementLevelName",
+    "ExtractionSettings",
+    "JobsSettings",
+    "RegistrySettings",
+    "Settings",
+    "hash_api_key",
+]
+
+EnforcementLevelName = Literal["json_schema", "json_object_schema", "json_object", "prompt"]
+
+
+def hash_api_key(key: str) -> str:
+    """The form in which API keys are kept and compared: ``sha256:<hex>``."""
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+class ExtractionSettings(BaseModel):
+    max_attempts: int = Field(3, ge=1, le=10, description="Model calls per extraction, re-asks included.")
+    token_budget: int = Field(16_000, ge=100, description="Prompt + completion tokens one extraction may spend.")
+    max_tokens: int = Field(1024, ge=16, description="Completion tokens per model call.")
+    max_text_chars: int = Field(200_000, ge=1, description="Longest document accepted (413 beyond).")
+    temperature: float = Field(0.0, ge=0, le=2)
+    seed: int | None = 0
+    grounding: Literal["annotate", "strict", "off"] = "annotate"
+
+
+class CacheSettings(BaseModel):
+    ttl_s: int = Field(7 * 24 * 3600, ge=0, description="Lifetime of a cached `ok` result; 0 disables caching.")
+    empty_ttl_s: int = Field(24 * 3600, ge=0, description="Lifetime of a cached `empty` result; 0 disables.")
+    keep_results: int = Field(
+        10_000, ge=0, description="Recent ok results (with their text) kept per schema for `extractor export`; 0: none."
+    )
+
+
+class RegistrySettings(BaseModel):
+    max_schema_bytes: int = Field(64 * 1024, ge=256)
+    max_depth: int = Field(32, ge=1, description="Deepest JSON nesting of a schema document.")
+    max_properties: int = Field(500, ge=1, description="Most properties over the whole schema.")
+    bundled_dir: Path | None = Field(None, description="Folder of bundled schemas; default: the package's own.")
+
+
+class JobsSettings(BaseModel):
+    concurrency: int = Field(16, ge=1, description="Concurrent model calls per worker.")
+    max_documents: int = Field(10_000, ge=1)
+    max_document_bytes: int = Field(1_000_000, ge=1)
+    run_in_serve: bool = Field(True, description="Run a batch worker inside `extractor serve`.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="EXTRACTOR_", env_nested_delimiter="__", extra="ignore", protected_namespaces=()
+    )
+
+    redis_url: str | None = Field(None, description="Shared Redis; unset: `extractor serve` starts a bundled one.")
+    data_dir: Path = Field(Path(".extractor"), description="Bundled Redis data and logs.")
+    model_base_url: str | None = Field(None, description="OpenAI-compatible endpoint; unset: the bundled model.")
+    model_api_key: SecretStr = SecretStr("not-needed")
+    model_name: str | None = Field(None, description="Model id; unset: the first one the endpoint lists.")
+    model_timeout_s: float = Field(60.0, gt=0)
+    model_max_retries: int = Field(2, ge=0, description="Network retries, owned by the openai client alone.")
+    model_enforcement: EnforcementLevelName | None = Field(None, description="Skip probing and use this level.")
+    api_keys: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="`tenant:key` pairs, comma-separated; a key may be given hashed as `sha256:<hex>`.",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+
+    extraction: ExtractionSettings = ExtractionSettings()
+    cache: CacheSettings = CacheSettings()
+    registry: RegistrySettings = RegistrySettings()
+    jobs: JobsSettings = JobsSettings()
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_api_keys(cls, value: object) -> object:
+        """Accept ``tenant:key,tenant2:sha256:<hex>`` and keep only hashes, keyed by hash."""
+        if isinstance(value, dict):
+            return {k if k.startswith("sha256:") else hash_api_key(k): v for k, v in value.items()}
+        if not isinstance(value, str):
+            return value
+        table: dict[str, str] = {}
+        for entry in filter(None, (part.strip() for part in value.split(","))):
+            tenant, sep, key = entry.partition(":")
+            if not sep or not tenant or not key:
+                raise ValueError(f"api key entry {entry[:12]!r}... is not `tenant:key`")
+            table[key if key.startswith("sha256:") else hash_api_key(key)] = tenant
+        return table

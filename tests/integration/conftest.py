@@ -1,0 +1,107 @@
+"""Integration fixtures: the real Redis at 127.0.0.1:6379 (db 15, flushed per test) and a model faked at the
+HTTP transport (``httpx2.MockTransport``) with a script of answers and faults."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+import pytest
+from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
+
+from extractor.app import create_app
+from extractor.settings import Settings
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+@dataclass
+class FakeModel:
+    """A scripted OpenAI-compatible endpoint. Each chat request takes the next scripted step; the last repeats."""
+
+    steps: list[Any] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    def reply(self, content: str | dict[str, Any], *, finish_reason: str = "stop", tokens: int = 10) -> FakeModel:
+        text = content if isinstance(content, str) else json.dumps(content)
+        self.steps.append(("reply", text, finish_reason, tokens))
+        return self
+
+    def fail(self, status: int, headers: dict[str, str] | None = None) -> FakeModel:
+        self.steps.append(("fail", status, headers or {}))
+        return self
+
+    def time_out(self) -> FakeModel:
+        self.steps.append(("timeout",))
+        return self
+
+    @property
+    def chat_calls(self) -> int:
+        return len(self.requests)
+
+    def handler(self, request: httpx2.Request) -> httpx2.Response:
+        if request.url.path.endswith("/models"):
+            return httpx2.Response(200, json={"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+        self.requests.append(json.loads(request.content))
+        step = self.steps[min(len(self.requests), len(self.steps)) - 1] if self.steps else ("reply", "{}", "stop", 1)
+        kind = step[0]
+        if kind == "timeout":
+            raise httpx2.ReadTimeout("scripted timeout", request=request)
+        if kind == "fail":
+            body = {"error": {"message": f"scripted {step[1]}", "type": "server_error"}}
+            return httpx2.Response(step[1], json=body, headers=step[2])
+        _, text, finish_reason, tokens = step
+        return httpx2.Response(
+            200,
+            json={
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "fake-model",
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}
+                ],
+                "usage": {"prompt_tokens": 100, "completion_tokens": tokens, "total_tokens": 100 + tokens},
+            },
+        )
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Redis]:
+    client = Redis.from_url(REDIS_URL, decode_responses=True)
+    await client.flushdb()
+    yield client
+    await client.flushdb()
+    await client.aclose()
+
+
+@pytest.fixture
+def fake_model() -> FakeModel:
+    return FakeModel()
+
+
+def make_settings(**overrides: Any) -> Settings:
+    base: dict[str, Any] = {
+        "redis_url": REDIS_URL,
+        "model_base_url": "http://model.test/v1",
+        "model_enforcement": "json_schema",
+        "model_max_retries": 0,
+    }
+    return Settings(**(base | overrides))
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+async def client(redis: Redis, fake_model: FakeModel, settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
+    transport = httpx2.AsyncClient(transport=httpx2.MockTransport(fake_model.handler))
+    app = create_app(settings, http_client=transport)
+    async with AsyncTestClient(app) as test_client:
+        yield test_client

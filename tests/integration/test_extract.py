@@ -1,0 +1,176 @@
+"""POST /v1/extract end to end: real Redis, the model faked at the HTTP transport."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from tests.integration.conftest import FakeModel, make_settings
+
+RECEIPT_TEXT = "ACME Market\n2024-03-05\nBread 2.50\nMilk 1.20\nTOTAL 3.70 EUR\n"
+GOOD = {
+    "merchant": "ACME Market",
+    "date": "2024-03-05",
+    "total": 3.7,
+    "currency": "EUR",
+    "items": [{"name": "Bread", "price": 2.5}, {"name": "Milk", "price": 1.2}],
+}
+
+
+async def extract(client: AsyncTestClient[Any], text: str = RECEIPT_TEXT, **options: Any) -> Any:
+    return await client.post("/v1/extract", json={"schema": "receipt", "text": text, "options": options})
+
+
+async def test_valid_first_time(client: AsyncTestClient[Any], fake_model: FakeModel) -> None:
+    fake_model.reply(GOOD)
+    response = await extract(client)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["data"] == GOOD
+    assert body["schema"] == "receipt@1"
+    assert body["model"] == "fake-model"
+    assert body["cached"] is False
+    assert body["enforcement"] == "json_schema"
+    assert body["attempts"] == 1
+    assert body["usage"] == {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}
+    span = body["fields"]["/merchant"]["span"]
+    assert RECEIPT_TEXT[span[0] : span[1]] == "ACME Market"
+    assert body["fields"]["/items/1/price"]["grounded"] is True
+    assert "total" in body["timings_ms"]
+    request = fake_model.requests[0]
+    assert request["response_format"]["type"] == "json_schema"
+    assert RECEIPT_TEXT in request["messages"][-1]["content"]
+    assert RECEIPT_TEXT not in request["messages"][0]["content"]
+
+
+async def test_fenced_trailing_comma_output_is_repaired(client: AsyncTestClient[Any], fake_model: FakeModel) -> None:
+    fake_model.reply('Here you go:\n```json\n{"merchant": "ACME Market", "total": "3.70",}\n```')
+    body = (await extract(client)).json()
+    assert body["status"] == "ok"
+    assert body["data"]["merchant"] == "ACME Market"
+    assert body["data"]["total"] == 3.7
+    assert body["attempts"] == 1
+    repairs = " ".join(body["repairs"]).lower()
+    assert "fence" in repairs
+    assert "comma" in repairs
+    assert "/total" in repairs
+
+
+async def test_invalid_then_valid_after_reask(client: AsyncTestClient[Any], fake_model: FakeModel) -> None:
+    fake_model.reply({"merchant": ["not", "a", "string"]}).reply(GOOD)
+    body = (await extract(client)).json()
+    assert body["status"] == "ok"
+    assert body["attempts"] == 2
+    assert body["usage"]["total_tokens"] == 220
+    reask = fake_model.requests[1]["messages"]
+    assert reask[-2]["role"] == "assistant"
+    assert "/merchant" in reask[-1]["content"]
+
+
+async def test_always_invalid_ends_in_422_with_output_and_usage(
+    client: AsyncTestClient[Any], fake_model: FakeModel
+) -> None:
+    fake_model.reply("I cannot help with that.")
+    response = await extract(client)
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["type"] == "extraction-failed"
+    assert problem["attempts"] == 3
+    assert problem["output"] == "I cannot help with that."
+    assert problem["usage"]["total_tokens"] == 330
+    assert problem["errors"]
+    assert fake_model.chat_calls == 3
+    again = await extract(client)
+    assert again.status_code == 422
+    assert fake_model.chat_calls == 6, "failures are never cached"
+
+
+async def test_truncation_is_not_reasked(client: AsyncTestClient[Any], fake_model: FakeModel) -> None:
+    fake_model.reply('{"merchant": "ACME', finish_reason="length")
+    response = await extract(client)
+    assert response.status_code == 422
+    assert response.json()["type"] == "output-truncated"
+    assert fake_model.chat_calls == 1
+
+
+@pytest.mark.parametrize(
+    ("step", "status", "retry_after"),
+    [
+        (("fail", 429, {"retry-after": "7"}), 503, "7"),
+        (("fail", 500, {}), 502, None),
+        (("timeout",), 504, "1"),
+    ],
+)
+async def test_upstream_faults_map_to_5xx(
+    client: AsyncTestClient[Any], fake_model: FakeModel, step: tuple[Any, ...], status: int, retry_after: str | None
+) -> None:
+    fake_model.steps.append(step)
+    response = await extract(client)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.headers.get("retry-after") == retry_after
+    assert fake_model.chat_calls == 1, "max_retries=0: nothing above the openai client retries"
+
+
+async def test_unrelated_document_is_empty(client: AsyncTestClient[Any], fake_model: FakeModel) -> None:
+    fake_model.reply({"merchant": None, "date": None, "total": None, "currency": None, "items": None})
+    body = (await extract(client, text="hey, are we still on for lunch tomorrow?")).json()
+    assert body["status"] == "empty"
+    assert body["data"] is None
+
+
+async def test_invented_values_are_empty_and_strict_nulls_them(
+    client: AsyncTestClient[Any], fake_model: FakeModel
+) -> None:
+    fake_model.reply({"merchant": "Walmart", "total": 19.99, "currency": None, "date": None, "items": None})
+    annotate = (await extract(client, text="hey, are we still on for lunch tomorrow?")).json()
+    assert annotate["status"] == "empty"
+    fake_model.reply({"merchant": "ACME Market", "total": 99.0, "currency": "EUR", "date": None, "items": None})
+    strict = (await extract(client, grounding="strict")).json()
+    assert strict["status"] == "ok"
+    assert strict["data"]["total"] is None
+    assert strict["data"]["merchant"] == "ACME Market"
+    assert any("/total" in line for line in strict["repairs"])
+
+
+async def test_repeat_is_a_cache_hit(client: AsyncTestClient[Any], fake_model: FakeModel) -> None:
+    fake_model.reply(GOOD)
+    first = (await extract(client)).json()
+    second = (await extract(client)).json()
+    assert fake_model.chat_calls == 1
+    assert second["cached"] is True
+    assert second["data"] == first["data"]
+    assert second["attempts"] == 0
+    other_options = (await extract(client, grounding="off")).json()
+    assert other_options["cached"] is False
+    assert fake_model.chat_calls == 2
+
+
+async def test_unknown_schema_404_and_bad_body_400(client: AsyncTestClient[Any]) -> None:
+    missing = await client.post("/v1/extract", json={"schema": "nope", "text": "x"})
+    assert missing.status_code == 404
+    assert missing.json()["type"] == "schema-not-found"
+    malformed = await client.post("/v1/extract", content=b"{not json", headers={"content-type": "application/json"})
+    assert malformed.status_code == 400
+    assert malformed.headers["content-type"].startswith("application/problem+json")
+    no_text = await client.post("/v1/extract", json={"schema": "receipt"})
+    assert no_text.status_code == 400
+    assert "text" in no_text.text
+
+
+@pytest.mark.parametrize("settings", [make_settings(extraction={"max_text_chars": 50})])
+async def test_too_large_is_413(client: AsyncTestClient[Any], fake_model: FakeModel) -> None:
+    response = await extract(client, text="x" * 51)
+    assert response.status_code == 413
+    assert fake_model.chat_calls == 0
+
+
+@pytest.mark.parametrize("settings", [make_settings(max_body_bytes=2048)])
+async def test_body_over_limit_is_413(client: AsyncTestClient[Any]) -> None:
+    response = await extract(client, text="x" * 5000)
+    assert response.status_code == 413
+    assert response.headers["content-type"].startswith("application/problem+json")

@@ -1,0 +1,77 @@
+"""Readiness, OpenAPI, and the enforcement probe against endpoints that reject or ignore a level."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx2
+import pytest
+from litestar.testing import AsyncTestClient
+from openai import AsyncOpenAI
+from redis.asyncio import Redis
+
+from extractor.extraction.enforcement import EnforcementLevel, EnforcementProber
+from extractor.extraction.model import ModelClient
+
+
+async def test_health_ready_and_openapi(client: AsyncTestClient[Any]) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"redis": "ok", "model": "ok"}
+    spec = (await client.get("/schema/openapi.json")).json()
+    assert {"/v1/extract", "/v1/schemas/{name}", "/v1/schemas"} <= spec["paths"].keys()
+    assert (await client.get("/schema")).status_code == 200
+    assert (await client.get("/metrics")).status_code == 200
+
+
+def _endpoint(behaviour: dict[str, str]) -> tuple[ModelClient, list[str]]:
+    """A fake endpoint whose answer per response_format type is: 'enforce', 'ignore' or 'reject'."""
+    seen: list[str] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path.endswith("/models"):
+            return httpx2.Response(200, json={"object": "list", "data": [{"id": "m", "object": "model"}]})
+        fmt = json.loads(request.content).get("response_format") or {"type": "none"}
+        kind = fmt["type"] + ("+schema" if "schema" in fmt else "")
+        seen.append(kind)
+        action = behaviour.get(kind, "ignore")
+        if action == "reject":
+            return httpx2.Response(500, json={"error": {"message": "unsupported"}})
+        content = '{"probe": "probe-7f3a"}' if action == "enforce" else "Hello there!"
+        choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+        return httpx2.Response(
+            200, json={"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": [choice]}
+        )
+
+    client = AsyncOpenAI(
+        base_url="http://probe.test/v1",
+        api_key="x",
+        max_retries=0,
+        http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)),
+    )
+    return ModelClient(client), seen
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "expected"),
+    [
+        ({"json_schema": "enforce"}, EnforcementLevel.JSON_SCHEMA),
+        ({"json_schema": "reject", "json_object+schema": "enforce"}, EnforcementLevel.JSON_OBJECT_SCHEMA),
+        (
+            {"json_schema": "ignore", "json_object+schema": "ignore", "json_object": "enforce"},
+            EnforcementLevel.JSON_OBJECT,
+        ),
+        ({}, EnforcementLevel.PROMPT),
+    ],
+)
+async def test_probe_picks_strongest_enforced_level_once(
+    redis: Redis, behaviour: dict[str, str], expected: EnforcementLevel
+) -> None:
+    model, seen = _endpoint(behaviour)
+    prober = EnforcementProber(redis, model)
+    assert await prober.level() == expected
+    calls = len(seen)
+    assert await EnforcementProber(redis, model).level() == expected, "remembered in Redis"
+    assert len(seen) == calls

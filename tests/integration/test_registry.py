@@ -1,0 +1,105 @@
+"""Schema registry over HTTP: versioning, idempotent re-registration, refusals, retirement, restarts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx2
+from litestar.testing import AsyncTestClient
+
+from extractor.app import create_app
+from extractor.settings import Settings
+from tests.integration.conftest import FakeModel
+
+V1 = {"json_schema": {"type": "object", "properties": {"name": {"type": "string"}}}, "description": "a person"}
+V2 = {"json_schema": {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}}}
+
+
+async def test_versions_and_idempotent_reregistration(client: AsyncTestClient[Any]) -> None:
+    first = await client.put("/v1/schemas/person", json=V1)
+    assert first.status_code == 201
+    assert first.json()["version"] == 1
+    assert first.json()["hash"].startswith("sha256:")
+    same = await client.put("/v1/schemas/person", json=V1)
+    assert same.status_code == 200
+    assert same.json()["version"] == 1
+    assert same.json()["hash"] == first.json()["hash"]
+    second = await client.put("/v1/schemas/person", json=V2)
+    assert second.status_code == 201
+    assert second.json()["version"] == 2
+    latest = (await client.get("/v1/schemas/person")).json()
+    assert latest["version"] == 2
+    one = (await client.get("/v1/schemas/person/versions/1")).json()
+    assert one["json_schema"] == V1["json_schema"]
+    assert one["description"] == "a person"
+    assert (await client.get("/v1/schemas/person/versions/3")).status_code == 404
+    listed = {s["name"]: s["version"] for s in (await client.get("/v1/schemas")).json()}
+    assert listed["person"] == 2
+    assert {"receipt", "invoice", "contact", "nda", "job_posting"} <= listed.keys()
+
+
+async def test_extract_with_pinned_version(client: AsyncTestClient[Any], fake_model: FakeModel) -> None:
+    await client.put("/v1/schemas/person", json=V1)
+    await client.put("/v1/schemas/person", json=V2)
+    fake_model.reply({"name": "Ada", "age": "36"})
+    pinned = (await client.post("/v1/extract", json={"schema": "person@1", "text": "Ada, 36"})).json()
+    assert pinned["schema"] == "person@1"
+    latest = (await client.post("/v1/extract", json={"schema": "person", "text": "Ada, 36"})).json()
+    assert latest["schema"] == "person@2"
+    assert latest["data"]["age"] == 36
+
+
+async def test_refusals_are_4xx_problems_that_say_where(client: AsyncTestClient[Any]) -> None:
+    cases = {
+        "bad-keyword": (
+            {"json_schema": {"type": "object", "properties": {"a": {"type": "strin"}}}},
+            422,
+            "/properties",
+        ),
+        "remote-ref": (
+            {"json_schema": {"type": "object", "properties": {"a": {"$ref": "https://x.test/s.json"}}}},
+            422,
+            "remote",
+        ),
+        "not-object": ({"json_schema": {"type": "string"}}, 422, "object"),
+        "no-schema": ({"description": "x"}, 400, "json_schema"),
+    }
+    for name, (body, status, needle) in cases.items():
+        response = await client.put(f"/v1/schemas/{name}", json=body)
+        assert response.status_code == status, (name, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert needle in response.text, (name, response.text)
+    bad_name = await client.put("/v1/schemas/has%20space", json=V1)
+    assert bad_name.status_code == 400
+    deep: dict[str, Any] = {"type": "object"}
+    for _ in range(40):
+        deep = {"type": "object", "properties": {"x": deep}}
+    too_deep = await client.put("/v1/schemas/deep", json={"json_schema": deep})
+    assert too_deep.status_code == 422
+    assert "deeper" in too_deep.json()["detail"]
+    huge = {"type": "object", "properties": {f"f{i}": {"type": "string", "description": "x" * 200} for i in range(400)}}
+    assert (await client.put("/v1/schemas/huge", json={"json_schema": huge})).status_code == 413
+
+
+async def test_retire_keeps_versions_readable(client: AsyncTestClient[Any], fake_model: FakeModel) -> None:
+    await client.put("/v1/schemas/person", json=V1)
+    retired = await client.delete("/v1/schemas/person")
+    assert retired.status_code == 200
+    assert retired.json()["retired"] is True
+    assert (await client.post("/v1/extract", json={"schema": "person", "text": "Ada"})).status_code == 404
+    assert (await client.get("/v1/schemas/person/versions/1")).status_code == 200
+    assert (await client.delete("/v1/schemas/receipt")).status_code == 404
+    revived = await client.put("/v1/schemas/person", json=V1)
+    assert revived.status_code == 200
+    assert revived.json()["version"] == 1
+    assert (await client.get("/v1/schemas/person")).json()["retired"] is False
+
+
+async def test_schemas_survive_a_restart(
+    client: AsyncTestClient[Any], settings: Settings, fake_model: FakeModel
+) -> None:
+    await client.put("/v1/schemas/person", json=V1)
+    app = create_app(settings, http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(fake_model.handler)))
+    async with AsyncTestClient(app) as restarted:
+        assert (await restarted.get("/v1/schemas/person")).json()["version"] == 1
+        assert (await restarted.get("/v1/schemas/receipt")).json()["version"] == 1, "bundled: no new version"

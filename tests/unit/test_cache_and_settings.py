@@ -1,0 +1,56 @@
+"""Cache keys cover everything that changes an answer; settings parse the documented environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from extractor.extraction.cache import cache_digest
+from extractor.settings import Settings, hash_api_key
+
+BASE = {
+    "schema_hash": "sha256:a",
+    "model": "m",
+    "prompt_version": "p1",
+    "options": {"grounding": "annotate"},
+    "text": "t",
+}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"schema_hash": "sha256:b"},
+        {"model": "m2"},
+        {"prompt_version": "p2"},
+        {"options": {"grounding": "strict"}},
+        {"text": "t "},
+    ],
+)
+def test_every_part_changes_the_digest(change: dict[str, object]) -> None:
+    assert cache_digest(**BASE) != cache_digest(**(BASE | change))  # type: ignore[arg-type]
+
+
+def test_digest_is_stable_and_ignores_option_order() -> None:
+    a = cache_digest(**(BASE | {"options": {"a": 1, "b": 2}}))  # type: ignore[arg-type]
+    b = cache_digest(**(BASE | {"options": {"b": 2, "a": 1}}))  # type: ignore[arg-type]
+    assert a == b
+    assert len(a) == 64
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXTRACTOR_MODEL_BASE_URL", "http://m/v1")
+    monkeypatch.setenv("EXTRACTOR_EXTRACTION__MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("EXTRACTOR_JOBS__CONCURRENCY", "64")
+    monkeypatch.setenv("EXTRACTOR_API_KEYS", f"acme:secret, beta:{hash_api_key('b')}")
+    settings = Settings()
+    assert settings.model_base_url == "http://m/v1"
+    assert settings.extraction.max_attempts == 2
+    assert settings.jobs.concurrency == 64
+    assert settings.api_keys == {hash_api_key("secret"): "acme", hash_api_key("b"): "beta"}
+    assert "secret" not in repr(settings.api_keys)
+
+
+def test_bad_api_key_entry_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXTRACTOR_API_KEYS", "no-colon-here")
+    with pytest.raises(ValueError, match="tenant:key"):
+        Settings()

