@@ -24,6 +24,8 @@ _DEFAULT_URL = "http://127.0.0.1:8000"
 
 def _configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpx2"):  # one line per model call is too much at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @click.group()
@@ -47,7 +49,7 @@ def serve(host: str | None, port: int | None) -> None:
     with ExitStack() as stack:
         settings, model_alive = start_embedded(settings, stack)
         app = create_app(settings, model_alive=model_alive)
-        uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_level="info")
+        uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_config=None)
 
 
 @main.group()

@@ -29,15 +29,17 @@ class ExtractorError(Exception):
     """Base of every error extractor raises on purpose.
 
     ``code`` is the stable machine-readable name (the problem document's ``type``), ``extra`` holds
-    members that go into the problem document beside ``detail``.
+    members that go into the problem document beside ``detail``; ``retry_after`` (seconds) is set when a
+    retry may succeed and we know (or were told) when.
     """
 
     code = "extractor-error"
     title = "Extractor error"
 
-    def __init__(self, detail: str, **extra: Any) -> None:
+    def __init__(self, detail: str, *, retry_after: float | None = None, **extra: Any) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.retry_after = retry_after
         self.extra: dict[str, Any] = extra
 
 
@@ -96,14 +98,10 @@ class TruncatedOutputError(ExtractionFailedError):
 
 
 class UpstreamError(ExtractorError):
-    """The model endpoint failed. ``retry_after`` (seconds) is set when the upstream said or we know."""
+    """The model endpoint failed."""
 
     code = "upstream-error"
     title = "Model endpoint error"
-
-    def __init__(self, detail: str, *, retry_after: float | None = None, **extra: Any) -> None:
-        super().__init__(detail, **extra)
-        self.retry_after = retry_after
 
 
 class UpstreamRateLimitedError(UpstreamError):

@@ -75,3 +75,21 @@ async def test_probe_picks_strongest_enforced_level_once(
     calls = len(seen)
     assert await EnforcementProber(redis, model).level() == expected, "remembered in Redis"
     assert len(seen) == calls
+
+
+async def test_redis_down_is_503_with_retry_after_and_not_ready(fake_model: Any) -> None:
+    from extractor.app import create_app
+    from tests.integration.conftest import make_settings
+
+    transport = httpx2.AsyncClient(transport=httpx2.MockTransport(fake_model.handler))
+    app = create_app(make_settings(redis_url="redis://127.0.0.1:1/0"), http_client=transport)
+    async with AsyncTestClient(app) as client:
+        response = await client.get("/v1/schemas")
+        assert response.status_code == 503
+        assert response.json()["type"] == "store-unavailable"
+        assert response.headers["retry-after"] == "2"
+        extract = await client.post("/v1/extract", json={"schema": "receipt", "text": "x"})
+        assert extract.status_code == 503
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["model"] == "ok"
