@@ -7,6 +7,7 @@
 2. SNIPS (``../shared/data/snips/eval.jsonl``, every 7th utterance: all 7 intents): one schema per intent with that
    intent's slots as nullable string fields. Schema-valid rate, exact match of slot values (case/space-folded),
    and the share of predicted values not found in the text, with grounding ``annotate`` and ``strict``.
+3. Prompt style: the compact field list extractor sends vs the JSON Schema pasted into the system message.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from extractor.extraction.enforcement import EnforcementLevel, response_format
 from extractor.extraction.prompt import build_messages
 from extractor.extraction.result import ExtractOptions
 from extractor.local.model import LocalModelServer
+from extractor.registry.compiled import CompiledSchema
 from extractor.registry.schema import SchemaDefinition
 from extractor.registry.service import read_definitions
 from extractor.services import Services, build_services, bundled_schema_dir
@@ -69,10 +71,10 @@ async def overhead(services: Services, rounds: int) -> dict[str, Any]:
     tokens: dict[str, list[int]] = {"llama.cpp direct": [], "extractor": []}
 
     async def call_direct() -> int:
-        reply = await direct.chat.completions.create(
+        reply = await direct.chat.completions.create(  # type: ignore[call-overload]
             model=await services.model.name(),
-            messages=messages,  # type: ignore[arg-type]
-            response_format=fmt,  # type: ignore[arg-type]
+            messages=messages,
+            response_format=fmt,
             max_tokens=1024,
             temperature=0.0,
             seed=0,
@@ -105,8 +107,7 @@ async def overhead(services: Services, rounds: int) -> dict[str, Any]:
 
 
 async def snips(services: Services, n: int, grounding: str) -> dict[str, Any]:
-    lines = [json.loads(line) for line in (DATA / "eval.jsonl").read_text().split("\n") if line.strip()]
-    sample = lines[::7][:n]
+    sample = _snips_sample(n)
     valid = empty = predicted = ungrounded = gold_total = gold_hit = correct_pred = 0
     for record in sample:
         gold = {k: v[0] for k, v in record["expected"]["slots"].items()}
@@ -117,7 +118,7 @@ async def snips(services: Services, n: int, grounding: str) -> dict[str, Any]:
                 "default",
                 name,
                 record["text"],
-                ExtractOptions(grounding=grounding, cache=False),  # type: ignore[arg-type]
+                ExtractOptions(grounding=grounding, cache=False),
             )
         except ExtractionFailedError:
             continue
@@ -142,6 +143,58 @@ async def snips(services: Services, n: int, grounding: str) -> dict[str, Any]:
     }
 
 
+def _pasted_schema_messages(schema: CompiledSchema, text: str) -> list[dict[str, str]]:
+    """The alternative the prompt module rejects: the whole JSON Schema pasted into the system message."""
+    system = (
+        f"Extract {schema.version.description} from the document. Reply with JSON valid against this JSON Schema:\n"
+        f"{json.dumps(schema.version.json_schema)}\nUse null for anything the document does not state."
+    )
+    return [{"role": "system", "content": system}, {"role": "user", "content": f"Document:\n<<<\n{text}\n>>>"}]
+
+
+async def prompt_styles(services: Services, n: int) -> list[dict[str, Any]]:
+    """Compact field list (what extractor sends) vs pasted schema, same grammar, scored on SNIPS slots."""
+    sample = _snips_sample(n)
+    rows = []
+    for style, build in (("field list", build_messages), ("pasted schema", _pasted_schema_messages)):
+        hits = gold_total = predicted = invented = 0
+        prompt_tokens = 0
+        for record in sample:
+            schema = await services.registry.resolve("default", f"snips_{record['expected']['intent'].lower()}")
+            fmt = response_format(EnforcementLevel.JSON_OBJECT_SCHEMA, schema.wire_schema, schema.strict)
+            reply = await services.model.complete(
+                build(schema, record["text"]), fmt, max_tokens=512, temperature=0.0, seed=0
+            )
+            prompt_tokens += reply.prompt_tokens
+            try:
+                data = json.loads(reply.content)
+            except ValueError:
+                data = {}
+            gold = {k: v[0] for k, v in record["expected"]["slots"].items()}
+            values = {k: v for k, v in data.items() if v not in (None, "")} if isinstance(data, dict) else {}
+            gold_total += len(gold)
+            hits += sum(1 for k, v in gold.items() if k in values and _fold(values[k]) == _fold(v))
+            predicted += len(values)
+            invented += sum(1 for v in values.values() if _fold(v) not in _fold(record["text"]))
+        rows.append(
+            {
+                "prompt": style,
+                "utterances": len(sample),
+                "prompt_tokens_mean": round(prompt_tokens / len(sample), 1),
+                "slot_recall_exact": round(hits / gold_total, 3),
+                "values_predicted": predicted,
+                "not_in_text_share": round(invented / predicted, 3) if predicted else None,
+            }
+        )
+    return rows
+
+
+def _snips_sample(n: int) -> list[dict[str, Any]]:
+    """Every 7th utterance (the file is grouped by intent, so all 7 intents appear), at most ``n``."""
+    lines = [json.loads(line) for line in (DATA / "eval.jsonl").read_text().split("\n") if line.strip()]
+    return lines[::7][:n]
+
+
 async def _register(services: Services) -> None:
     bundled = read_definitions(bundled_schema_dir(services.settings))
     await services.registry.register_bundled(bundled | snips_definitions())
@@ -163,6 +216,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             report: dict[str, Any] = {"machine": machine(), "overhead": await overhead(services, args.rounds)}
             # Reported without grounding's verdict applied (annotate), then with it (strict): same prompts, seed 0.
             report["snips"] = [await snips(services, args.n, mode) for mode in ("annotate", "strict")]
+            report["prompts"] = await prompt_styles(services, args.prompt_n)
         finally:
             await services.aclose()
     return report
@@ -172,6 +226,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--prompt-n", type=int, default=35, help="SNIPS utterances for the prompt-style comparison")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -181,8 +236,9 @@ def main() -> None:
     print(f"overhead ratio (extractor / direct, median latency): {report['overhead']['ratio']['median_ms']}")
     keys = list(report["snips"][0])
     print(table(keys, [list(row.values()) for row in report["snips"]]))
-    if args.json:
-        write_json(args.json, report)
+    keys = list(report["prompts"][0])
+    print(table(keys, [list(row.values()) for row in report["prompts"]]))
+    write_json(args.json, report)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,9 @@ def serve(host: str | None, port: int | None) -> None:
     with ExitStack() as stack:
         settings, model_alive = start_embedded(settings, stack)
         app = create_app(settings, model_alive=model_alive)
-        uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_config=None)
+        uvicorn.run(
+            app, host=host or settings.host, port=port or settings.port, log_config=None, access_log=settings.access_log
+        )
 
 
 @main.group()
@@ -166,3 +168,14 @@ def schemas_register(
     body |= {k: v for k, v in (("description", description), ("instructions", instructions)) if v}
     with _client(url, api_key) as client:
         _echo(_call(client, "PUT", f"/v1/schemas/{name}", json=body))
+
+
+def _register_commands() -> None:
+    """Commands that live beside their feature: evaluation and export."""
+    from extractor.evaluation.commands import eval_command, export_command
+
+    main.add_command(eval_command)
+    main.add_command(export_command)
+
+
+_register_commands()

@@ -6,6 +6,7 @@ Each step is a plain function in its own module; this class only sequences them 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,10 +96,10 @@ class ExtractionService:
         level = await self._prober.level()
         attempts = await self._call_until_valid(schema, text, level, resolved, clock)
         result = self._finish(schema, text, model_name, level, attempts, resolved["grounding"], clock)
-        if options.cache:
-            await self._cache.put(tenant, digest, result)
+        writes = [self._cache.put(tenant, digest, result)] if options.cache else []
         if self._results_log is not None:
-            await self._results_log.append(tenant, text, build_messages(schema, text), result)
+            writes.append(self._results_log.append(tenant, text, build_messages(schema, text), result))
+        await asyncio.gather(*writes)  # independent writes: one round trip of waiting, not two
         return result
 
     def _resolve_options(self, options: ExtractOptions) -> dict[str, Any]:

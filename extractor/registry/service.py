@@ -6,6 +6,7 @@ of the same name shadows the bundled one.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from extractor.settings import RegistrySettings
 __all__ = ["SchemaRegistry", "SchemaSummary", "read_definitions"]
 
 _COMPILED_CACHE_SIZE = 512
+_POINTER_CACHE_SIZE = 10_000
 
 
 def read_definitions(folder: Path) -> dict[str, SchemaDefinition]:
@@ -42,6 +44,7 @@ class SchemaRegistry:
         self._redis = redis
         self._limits = limits
         self._compiled: dict[str, CompiledSchema] = {}
+        self._pointers: dict[tuple[str, str], tuple[float, tuple[str, int, bool]]] = {}
 
     async def register(self, tenant: str, name: str, definition: SchemaDefinition) -> tuple[SchemaVersion, bool]:
         """Store ``definition`` as the next version of ``name``; ``(latest, False)`` when it equals the latest."""
@@ -62,6 +65,7 @@ class SchemaRegistry:
                             pipe.multi()  # type: ignore[no-untyped-call]
                             pipe.hset(meta_key, "retired", 0)
                             await pipe.execute()
+                            self._forget(name)
                             return current, False
                     version = SchemaVersion(
                         name=name,
@@ -75,6 +79,7 @@ class SchemaRegistry:
                     pipe.hset(meta_key, mapping={"latest": version.version, "retired": 0})
                     pipe.sadd(keys.schema_names(tenant), name)
                     await pipe.execute()
+                    self._forget(name)
                     return version, True
                 except WatchError:
                     continue
@@ -85,7 +90,7 @@ class SchemaRegistry:
         if parsed is None:
             raise SchemaNotFoundError(f"{ref!r} is not a schema reference (`name` or `name@3`)", schema=ref)
         name, version = parsed
-        owner, latest, retired = await self._locate(tenant, name)
+        owner, latest, retired = await self._locate_cached(tenant, name)
         if retired and version is None:
             raise SchemaNotFoundError(f"schema {name!r} is retired; name a version (`{name}@{latest}`)", schema=ref)
         return await self._compiled_version(owner, name, version or latest)
@@ -115,11 +120,33 @@ class SchemaRegistry:
                 f"schema {name!r} is bundled, not registered by this tenant; it cannot be retired"
             )
         await self._redis.hset(keys.schema_meta(tenant, name), "retired", 1)
+        self._forget(name)
         return await self.latest(tenant, name)
 
     async def register_bundled(self, definitions: Mapping[str, SchemaDefinition]) -> list[SchemaVersion]:
         """Register the bundled schemas in the shared namespace (a new version only where the content changed)."""
         return [(await self.register(keys.SHARED_TENANT, name, d))[0] for name, d in sorted(definitions.items())]
+
+    async def _locate_cached(self, tenant: str, name: str) -> tuple[str, int, bool]:
+        """``_locate`` for the extraction path, remembered for ``latest_ttl_s``: saves a Redis round trip per request.
+
+        A version registered through another process becomes the default within that time; this process's own
+        registrations and retirements take effect at once. ``name@N`` is always exact.
+        """
+        now = time.monotonic()
+        memo = self._pointers.get((tenant, name))
+        if memo is not None and memo[0] > now:
+            return memo[1]
+        located = await self._locate(tenant, name)
+        if len(self._pointers) >= _POINTER_CACHE_SIZE:
+            self._pointers.clear()
+        self._pointers[(tenant, name)] = (now + self._limits.latest_ttl_s, located)
+        return located
+
+    def _forget(self, name: str) -> None:
+        """Drop remembered pointers to ``name`` for every tenant (a shared schema shows through to all)."""
+        for key in [k for k in self._pointers if k[1] == name]:
+            del self._pointers[key]
 
     async def _locate(self, tenant: str, name: str) -> tuple[str, int, bool]:
         """Which namespace holds ``name`` for this tenant, its latest version and whether it is retired."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx2
@@ -103,3 +104,20 @@ async def test_schemas_survive_a_restart(
     async with AsyncTestClient(app) as restarted:
         assert (await restarted.get("/v1/schemas/person")).json()["version"] == 1
         assert (await restarted.get("/v1/schemas/receipt")).json()["version"] == 1, "bundled: no new version"
+
+
+async def test_latest_pointer_is_shared_across_processes_within_its_ttl(redis: Any) -> None:
+    from extractor.registry.schema import SchemaDefinition
+    from extractor.registry.service import SchemaRegistry
+    from extractor.settings import RegistrySettings
+
+    here = SchemaRegistry(redis, RegistrySettings(latest_ttl_s=0.3))
+    elsewhere = SchemaRegistry(redis, RegistrySettings(latest_ttl_s=0.3))
+    await here.register("t", "person", SchemaDefinition(**V1))
+    assert (await here.resolve("t", "person")).version.version == 1
+    await elsewhere.register("t", "person", SchemaDefinition(**V2))
+    assert (await elsewhere.resolve("t", "person")).version.version == 2, "own registration: at once"
+    assert (await here.resolve("t", "person")).version.version == 1, "another process's: after the TTL"
+    assert (await here.resolve("t", "person@2")).version.version == 2, "a pinned version is always exact"
+    await asyncio.sleep(0.35)
+    assert (await here.resolve("t", "person")).version.version == 2
