@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,12 +20,15 @@ from litestar.plugins.pydantic import PydanticPlugin
 from redis.exceptions import RedisError
 
 from extractor import errors
+from extractor.api.batches import BatchController
 from extractor.api.deps import provide_services, provide_tenant
 from extractor.api.extract import ExtractController
 from extractor.api.health import HealthController
 from extractor.api.schemas import SchemaController
+from extractor.jobs.runtime import open_batches
+from extractor.registry.schema import SchemaDefinition
 from extractor.registry.service import read_definitions
-from extractor.services import build_services, bundled_schema_dir
+from extractor.services import Services, build_services, bundled_schema_dir
 from extractor.settings import Settings
 
 __all__ = ["PROBLEM_STATUS", "create_app", "problem_response"]
@@ -71,9 +75,8 @@ def problem_response(
 def _domain_error(request: Request[Any, Any, Any], exc: errors.ExtractorError) -> Response[dict[str, Any]]:
     status = status_for(exc)
     headers = {}
-    retry_after = getattr(exc, "retry_after", None)
-    if retry_after is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
     if status >= 500:
         log.warning("%s %s -> %s: %s", request.method, request.url.path, status, exc.detail)
     return problem_response(status, exc.code, exc.title, exc.detail, headers or None, **exc.extra)
@@ -96,6 +99,19 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dic
     return problem_response(500, "internal-error", "Internal error", "an unexpected error occurred; it is logged")
 
 
+async def _register_bundled(services: Services, bundled: Mapping[str, SchemaDefinition]) -> None:
+    """Register the bundled schemas; while Redis is down, keep trying (the service starts and says not ready)."""
+    while True:
+        try:
+            loaded = await services.registry.register_bundled(bundled)
+        except RedisError as exc:
+            log.warning("Redis not reachable (%s); bundled schemas will be registered when it is", exc)
+            await asyncio.sleep(2)
+        else:
+            log.info("bundled schemas: %s", ", ".join(v.ref for v in loaded))
+            return
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -110,18 +126,21 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         services = build_services(settings, http_client=http_client, model_alive=model_alive)
         app.state.services = services
+        registering = asyncio.create_task(_register_bundled(services, bundled))
         try:
-            loaded = await services.registry.register_bundled(bundled)
-            log.info("bundled schemas: %s", ", ".join(v.ref for v in loaded))
+            await asyncio.wait({registering}, timeout=5)
             if not settings.api_keys:
                 log.warning("no EXTRACTOR_API_KEYS set: single-tenant mode, every caller shares one namespace")
-            yield
+            async with open_batches(services, with_worker=settings.jobs.run_in_serve) as batches:
+                app.state.batches = batches
+                yield
         finally:
+            registering.cancel()
             await services.aclose()
 
     prometheus = PrometheusConfig(app_name="extractor", group_path=True)
     return Litestar(
-        route_handlers=[HealthController, SchemaController, ExtractController, PrometheusController],
+        route_handlers=[HealthController, SchemaController, ExtractController, BatchController, PrometheusController],
         dependencies={
             "services": Provide(provide_services, sync_to_thread=False),
             "tenant": Provide(provide_tenant, sync_to_thread=False),

@@ -171,11 +171,12 @@ def schemas_register(
 
 
 def _register_commands() -> None:
-    """Commands that live beside their feature: evaluation and export."""
+    """Commands that live beside their feature: batch jobs, evaluation and export."""
     from extractor.evaluation.commands import eval_command, export_command
+    from extractor.jobs.commands import batch, worker
 
-    main.add_command(eval_command)
-    main.add_command(export_command)
+    for command in (worker, batch, eval_command, export_command):
+        main.add_command(command)
 
 
 _register_commands()

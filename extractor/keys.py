@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 __all__ = [
+    "BATCH_QUEUE",
     "PREFIX",
     "SHARED_TENANT",
     "batch",
+    "batch_doc_ids",
+    "batch_documents",
     "batch_idempotency",
     "batch_items",
     "batch_results",
@@ -65,6 +68,20 @@ def batch_items(batch_id: str) -> str:
 def batch_results(batch_id: str) -> str:
     """Hash: item index -> result JSON."""
     return f"{PREFIX}:batch:{batch_id}:results"
+
+
+def batch_documents(batch_id: str) -> str:
+    """List: the documents of a batch as JSON ``{"id", "text"}``, in submission order (read by index range)."""
+    return f"{PREFIX}:batch:{batch_id}:docs"
+
+
+def batch_doc_ids(batch_id: str) -> str:
+    """List: the document ids of a batch, in submission order (the results stream reads ids without texts)."""
+    return f"{PREFIX}:batch:{batch_id}:ids"
+
+
+BATCH_QUEUE = f"{PREFIX}:batches"
+"""Name of the SAQ queue of batch chunks; SAQ prefixes its own keys with ``saq:<name>:`` (and ``saq:job:``)."""
 
 
 def batch_idempotency(tenant: str, key: str) -> str:

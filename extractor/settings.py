@@ -46,7 +46,7 @@ class CacheSettings(BaseModel):
     ttl_s: int = Field(7 * 24 * 3600, ge=0, description="Lifetime of a cached `ok` result; 0 disables caching.")
     empty_ttl_s: int = Field(24 * 3600, ge=0, description="Lifetime of a cached `empty` result; 0 disables.")
     keep_results: int = Field(
-        10_000, ge=0, description="Recent ok results (with their text) kept per schema for `extractor export`; 0: none."
+        1_000, ge=0, description="Recent ok results (with their text) kept per schema for `extractor export`; 0: none."
     )
 
 
@@ -54,6 +54,12 @@ class RegistrySettings(BaseModel):
     max_schema_bytes: int = Field(64 * 1024, ge=256)
     max_depth: int = Field(32, ge=1, description="Deepest JSON nesting of a schema document.")
     max_properties: int = Field(500, ge=1, description="Most properties over the whole schema.")
+    latest_ttl_s: float = Field(
+        2.0,
+        ge=0,
+        description="How long an extraction may reuse which version `name` means (other processes' "
+        "new versions show within this time).",
+    )
     bundled_dir: Path | None = Field(None, description="Folder of bundled schemas; default: the package's own.")
 
 
@@ -62,6 +68,14 @@ class JobsSettings(BaseModel):
     max_documents: int = Field(10_000, ge=1)
     max_document_bytes: int = Field(1_000_000, ge=1)
     run_in_serve: bool = Field(True, description="Run a batch worker inside `extractor serve`.")
+    chunk_size: int = Field(4, ge=1, le=256, description="Documents per queue job (fewer queue round trips).")
+    transient_attempts: int = Field(5, ge=1, description="Tries per document on transient upstream errors.")
+    retry_base_s: float = Field(0.5, ge=0, description="First backoff delay; doubles per try, or `Retry-After`.")
+    retry_max_s: float = Field(30.0, ge=0, description="Longest backoff delay between tries of one document.")
+    heartbeat_s: int = Field(10, ge=1, description="A job silent this long belongs to a dead worker: re-queued.")
+    sweep_s: int = Field(5, ge=1, description="How often workers look for jobs of dead workers.")
+    redeliveries: int = Field(10, ge=1, description="Times a job may be handed out again after a worker died.")
+    ttl_s: int = Field(7 * 24 * 3600, ge=60, description="Lifetime of a batch's documents, state and results.")
 
 
 class Settings(BaseSettings):
@@ -82,6 +96,7 @@ class Settings(BaseSettings):
         description="`tenant:key` pairs, comma-separated; a key may be given hashed as `sha256:<hex>`.",
     )
     host: str = "127.0.0.1"
+    access_log: bool = Field(False, description="Log every request (costs ~10% of throughput; /metrics counts them).")
     port: int = 8000
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
 

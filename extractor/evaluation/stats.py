@@ -19,13 +19,16 @@ from typing import Any
 from extractor.evaluation.normalize import normalize_value, values_match
 
 __all__ = [
+    "Comparison",
     "Estimate",
     "FieldScore",
     "FieldSummary",
     "Report",
     "clustered_mean_ci",
+    "compare_scores",
     "mean_ci",
     "paired_difference_ci",
+    "paired_ratio_difference_ci",
     "ratio_ci",
     "score_document",
     "score_field",
@@ -320,3 +323,116 @@ def summarize(scores_by_doc: Mapping[str, Sequence[FieldScore]], z: float = Z_95
     }
     overall_exact = clustered_mean_ci([float(s.exact) for _, s in cells], [doc for doc, _ in cells], z)
     return Report(documents=len(scores_by_doc), fields=fields, overall=_summarize_cells(cells, overall_exact, z), z=z)
+
+
+def paired_ratio_difference_ci(
+    a: tuple[Sequence[float], Sequence[float]],
+    b: tuple[Sequence[float], Sequence[float]],
+    clusters: Sequence[Hashable],
+    z: float = Z_95,
+) -> Estimate:
+    """Difference ``R_b - R_a`` of two ratios of sums measured on the same cells, cluster-robust (delta method).
+
+    ``a`` and ``b`` are ``(numerators, denominators)``. Each cluster's influence on the difference is
+    ``u_g = (Yb_g - R_b·Xb_g) / ΣXb - (Ya_g - R_a·Xa_g) / ΣXa`` and ``se² = G / (G - 1) · Σ_g u_g²``: the
+    pairing enters through ``u_g``, so a change that moves every document alike has a narrow interval. With every
+    denominator 1 this is :func:`paired_difference_ci` with clusters. ``n`` counts the clusters.
+    """
+    _check_lengths(a[0], a[1], b[0], b[1], clusters)
+    totals: dict[Hashable, list[float]] = {}
+    for ya, xa, yb, xb, cluster in zip(a[0], a[1], b[0], b[1], clusters, strict=True):
+        total = totals.setdefault(cluster, [0.0, 0.0, 0.0, 0.0])
+        for i, value in enumerate((ya, xa, yb, xb)):
+            total[i] += value
+    xa_sum, xb_sum = (math.fsum(t[i] for t in totals.values()) for i in (1, 3))
+    groups = len(totals)
+    if xa_sum == 0 or xb_sum == 0:
+        return Estimate(_NAN, _NAN, _NAN, _NAN, groups)
+    ra = math.fsum(t[0] for t in totals.values()) / xa_sum
+    rb = math.fsum(t[2] for t in totals.values()) / xb_sum
+    if groups < 2:
+        return Estimate(rb - ra, _NAN, _NAN, _NAN, groups)
+    influence = [(yb - rb * xb) / xb_sum - (ya - ra * xa) / xa_sum for ya, xa, yb, xb in totals.values()]
+    variance = groups / (groups - 1) * math.fsum(u * u for u in influence)
+    return Estimate.from_se(rb - ra, math.sqrt(variance), groups, z)
+
+
+def _metric_columns(scores: Sequence[FieldScore]) -> dict[str, tuple[list[float], list[float]]]:
+    """Each metric of :class:`FieldSummary` as ``(numerators, denominators)`` over the cells."""
+    correct = [float(s.correct) for s in scores]
+    predicted = [float(s.pred_present) for s in scores]
+    gold = [float(s.gold_present) for s in scores]
+    return {
+        "exact_match": ([float(s.exact) for s in scores], [1.0] * len(scores)),
+        "precision": (correct, predicted),
+        "recall": (correct, gold),
+        "f1": ([2 * c for c in correct], [p + g for p, g in zip(predicted, gold, strict=True)]),
+        "invented_rate": ([float(s.invented) for s in scores], [1 - g for g in gold]),
+        "missed_rate": ([float(s.missed) for s in scores], gold),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """Paired differences (second configuration minus first) per field and overall, one Estimate per metric."""
+
+    documents: int
+    fields: dict[str, dict[str, Estimate]]
+    overall: dict[str, Estimate]
+    z: float = Z_95
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-ready dict shaped like :meth:`Report.to_json`, differences in place of scores."""
+        return {
+            "documents": self.documents,
+            "z": self.z,
+            "overall": {m: e.to_json() for m, e in self.overall.items()},
+            "fields": {name: {m: e.to_json() for m, e in row.items()} for name, row in self.fields.items()},
+        }
+
+    def to_table(self) -> str:
+        """Return a plain-text table of differences, ``value [low, high]``; an interval excluding 0 is marked ``*``."""
+        rows = [*self.fields.items(), ("overall", self.overall)]
+        header = ("field", *_HEADERS)
+        body = [(name, *(_format_difference(row[m]) for m in _METRICS)) for name, row in rows]
+        widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
+        lines = [_format_row(header, widths), _format_row(tuple("-" * w for w in widths), widths)]
+        lines += [_format_row(row, widths) for row in body]
+        lines.append(f"B - A on {self.documents} documents; * marks an interval that excludes 0 (z = {self.z:g})")
+        return "\n".join(lines)
+
+
+def _format_difference(estimate: Estimate) -> str:
+    text = _format(estimate)
+    if math.isnan(estimate.se) or math.isnan(estimate.value):
+        return text
+    sign = "+" if estimate.value >= 0 else ""
+    mark = "*" if estimate.low > 0 or estimate.high < 0 else " "
+    return f"{sign}{text}{mark}"
+
+
+def _compare_cells(
+    cells_a: Sequence[tuple[str, FieldScore]], cells_b: Sequence[tuple[str, FieldScore]], z: float
+) -> dict[str, Estimate]:
+    docs = [doc for doc, _ in cells_a]
+    columns_a = _metric_columns([s for _, s in cells_a])
+    columns_b = _metric_columns([s for _, s in cells_b])
+    return {m: paired_ratio_difference_ci(columns_a[m], columns_b[m], docs, z) for m in _METRICS}
+
+
+def compare_scores(
+    scores_a: Mapping[str, Sequence[FieldScore]], scores_b: Mapping[str, Sequence[FieldScore]], z: float = Z_95
+) -> Comparison:
+    """Paired differences ``b - a`` of every metric on the same documents and fields, clustered by document."""
+    if set(scores_a) != set(scores_b):
+        raise ValueError("the two runs scored different documents")
+    cells_a = [(doc, s) for doc in scores_a for s in scores_a[doc]]
+    cells_b = [(doc, s) for doc in scores_a for s in scores_b[doc]]
+    if [(d, s.field) for d, s in cells_a] != [(d, s.field) for d, s in cells_b]:
+        raise ValueError("the two runs scored different fields")
+    names = list(dict.fromkeys(s.field for _, s in cells_a))
+    fields = {
+        name: _compare_cells([c for c in cells_a if c[1].field == name], [c for c in cells_b if c[1].field == name], z)
+        for name in names
+    }
+    return Comparison(len(scores_a), fields, _compare_cells(cells_a, cells_b, z), z)

@@ -18,6 +18,8 @@ from functools import cached_property, lru_cache
 from itertools import pairwise
 from typing import Any, Literal
 
+from extractor.months import MONTHS
+
 __all__ = [
     "FieldGrounding",
     "GroundingMode",
@@ -213,27 +215,7 @@ def _index_numbers(text: str) -> dict[float, list[_NumberToken]]:
 
 # --- dates -------------------------------------------------------------------------------------------------------
 
-_MONTHS = {
-    name: number
-    for number, names in enumerate(
-        (
-            ("jan", "january"),
-            ("feb", "february"),
-            ("mar", "march"),
-            ("apr", "april"),
-            ("may",),
-            ("jun", "june"),
-            ("jul", "july"),
-            ("aug", "august"),
-            ("sep", "sept", "september"),
-            ("oct", "october"),
-            ("nov", "november"),
-            ("dec", "december"),
-        ),
-        start=1,
-    )
-    for name in names
-}
+_MONTHS = MONTHS
 _MONTH = r"(?P<month>" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
 _DAY = r"(?P<day>\d{1,2})(?:st|nd|rd|th)?"
 _YEAR = r"(?P<year>\d{4})(?!\d)"

@@ -1,0 +1,198 @@
+"""Batch throughput against the ideal, and the service's memory while it streams results.
+
+Starts a fake OpenAI-compatible server (fixed latency), the HTTP service (no in-process worker) and N
+`extractor worker` processes on one Redis, submits DOCUMENTS distinct documents and times them until the batch
+is finished. Ideal throughput = workers x concurrency / latency. Then streams every result back and reads the
+service's peak RSS (VmHWM) before and after. Linux only (reads /proc)::
+
+    python -m bench.batch --documents 10000 --concurrency 64 --workers 1 2 --latency-ms 100 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import httpx
+from redis import Redis
+
+__all__ = ["main", "run_once"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_http(url: str, within_s: float = 30.0) -> None:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def _memory_kib(pid: int) -> dict[str, int]:
+    """Current (VmRSS) and peak (VmHWM) resident memory of a process, in KiB."""
+    fields = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                fields[name] = int(value.split()[0])
+    return fields
+
+
+@contextlib.contextmanager
+def _processes(commands: Sequence[tuple[list[str], dict[str, str]]]) -> Iterator[list[subprocess.Popen[bytes]]]:
+    started = []
+    try:
+        for argv, env in commands:
+            started.append(
+                subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+        yield started
+    finally:
+        for process in started:
+            process.terminate()
+        for process in started:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _documents(count: int) -> list[dict[str, str]]:
+    return [
+        {"id": f"d{n}", "text": f"ACME Market receipt {n}\n2024-03-05\nBread 2.50\nTOTAL {n % 97}.70 EUR\n"}
+        for n in range(count)
+    ]
+
+
+def run_once(args: argparse.Namespace, workers: int) -> dict[str, Any]:
+    """One measured run with ``workers`` worker processes; returns its figures."""
+    Redis.from_url(args.redis_url).flushdb()
+    model_port, api_port = _free_port(), _free_port()
+    model_url = f"http://127.0.0.1:{model_port}/v1"
+    env = {
+        "EXTRACTOR_REDIS_URL": args.redis_url,
+        "EXTRACTOR_MODEL_BASE_URL": model_url,
+        "EXTRACTOR_MODEL_ENFORCEMENT": "json_schema",
+        "EXTRACTOR_JOBS__CONCURRENCY": str(args.concurrency),
+        "EXTRACTOR_JOBS__CHUNK_SIZE": str(args.chunk_size),
+        "EXTRACTOR_JOBS__RUN_IN_SERVE": "false",
+        "EXTRACTOR_JOBS__MAX_DOCUMENTS": str(max(args.documents, 10_000)),
+    }
+    fake = (
+        [sys.executable, "-m", "bench.fake_openai", "--port", str(model_port), "--latency-ms", str(args.latency_ms)],
+        {},
+    )
+    api = (
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "extractor.app:create_app",
+            "--factory",
+            "--port",
+            str(api_port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env,
+    )
+    worker = ([sys.executable, "-c", "from extractor.jobs.commands import worker; worker()"], env)
+    with _processes([fake, api]) as (_, api_process):
+        _wait_http(f"{model_url}/models")
+        base = f"http://127.0.0.1:{api_port}"
+        _wait_http(f"{base}/healthz")
+        with _processes([worker] * workers), httpx.Client(base_url=base, timeout=120) as client:
+            time.sleep(2.0)  # workers import and connect
+            body = {"schema": "receipt", "documents": _documents(args.documents)}
+            submitted = time.monotonic()
+            response = client.post("/v1/batches", json=body)
+            response.raise_for_status()
+            accepted = time.monotonic() - submitted
+            batch_id = response.json()["batch_id"]
+            while (status := client.get(f"/v1/batches/{batch_id}").json())["finished_at"] is None:
+                time.sleep(0.1)
+            elapsed = time.monotonic() - submitted
+            before = _memory_kib(api_process.pid)
+            lines = 0
+            streamed = time.monotonic()
+            with client.stream("GET", f"/v1/batches/{batch_id}/results") as results:
+                for _ in results.iter_lines():
+                    lines += 1
+            stream_s = time.monotonic() - streamed
+            after = _memory_kib(api_process.pid)
+    ideal = workers * args.concurrency / (args.latency_ms / 1000)
+    throughput = args.documents / elapsed
+    return {
+        "workers": workers,
+        "concurrency": args.concurrency,
+        "chunk_size": args.chunk_size,
+        "documents": args.documents,
+        "ok": status["counts"]["ok"],
+        "submit_s": round(accepted, 3),
+        "elapsed_s": round(elapsed, 3),
+        "throughput": round(throughput, 1),
+        "ideal": round(ideal, 1),
+        "of_ideal": round(throughput / ideal, 3),
+        "result_lines": lines,
+        "stream_s": round(stream_s, 3),
+        "rss_before_stream_mib": round(before["VmRSS"] / 1024, 1),
+        "peak_rss_before_stream_mib": round(before["VmHWM"] / 1024, 1),
+        "peak_rss_after_stream_mib": round(after["VmHWM"] / 1024, 1),
+    }
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    columns = [
+        "workers",
+        "concurrency",
+        "documents",
+        "elapsed_s",
+        "throughput",
+        "ideal",
+        "of_ideal",
+        "submit_s",
+        "stream_s",
+        "peak_rss_before_stream_mib",
+        "peak_rss_after_stream_mib",
+    ]
+    lines = [" | ".join(columns), " | ".join("-" * len(c) for c in columns)]
+    lines.extend(" | ".join(str(row[c]) for c in columns) for row in rows)
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.batch", description=__doc__.splitlines()[0])
+    parser.add_argument("--documents", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=64, help="Per worker (jobs.concurrency).")
+    parser.add_argument("--chunk-size", type=int, default=4)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--latency-ms", type=float, default=100.0)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14", help="Flushed before each run.")
+    parser.add_argument("--json", dest="json_path", default=None, help="Also write the rows here.")
+    args = parser.parse_args(argv)
+    rows = [run_once(args, workers) for workers in args.workers]
+    print(_table(rows))
+    if args.json_path:
+        with open(args.json_path, "w") as out:
+            json.dump(rows, out, indent=2)
+
+
+if __name__ == "__main__":
+    main()

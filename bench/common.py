@@ -1,0 +1,196 @@
+"""Shared benchmark plumbing: subprocess servers on free loopback ports, closed-loop timing, percentiles, output.
+
+Every benchmark runs its contenders in interleaved rounds (A, B, C, then B, C, A, ...) so slow drift of the
+machine (other load, thermal, GC) falls on all of them alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+__all__ = [
+    "PYTHON",
+    "SERVE",
+    "Server",
+    "closed_loop",
+    "free_port",
+    "machine",
+    "percentile",
+    "rotations",
+    "summarize_latencies",
+    "table",
+    "write_json",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+SERVE = [PYTHON, "-c", "from extractor.cli import main; main()", "serve"]
+"""``extractor serve``, the same code path, spelled so that no ``pkill -f 'extractor serve'`` elsewhere hits it."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    """A server subprocess in its own session, ready once ``ready_path`` answers 2xx; stopped with its group."""
+
+    argv: Sequence[str]
+    port: int
+    ready_path: str = "/"
+    env: Mapping[str, str] | None = None
+    log: Path | None = None
+    _proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 60.0) -> Server:
+        out = self.log.open("ab") if self.log else subprocess.DEVNULL
+        env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
+        self._proc = subprocess.Popen(
+            list(self.argv), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"{self.argv[:3]} exited with {self._proc.returncode}; see {self.log}")
+            try:
+                if httpx.get(self.url + self.ready_path, timeout=1.0).is_success:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.argv[:3]} did not answer on {self.url}{self.ready_path} in {timeout_s} s")
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def stop(self) -> None:
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        os.killpg(self._proc.pid, signal.SIGTERM)
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+            self._proc.wait()
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by linear interpolation between order statistics."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def summarize_latencies(latencies_ms: Sequence[float], seconds: float) -> dict[str, float]:
+    """Median, p90, p99 and mean latency in ms, and requests per second over ``seconds`` of wall time."""
+    return {
+        "n": len(latencies_ms),
+        "median_ms": round(percentile(latencies_ms, 50), 3),
+        "p90_ms": round(percentile(latencies_ms, 90), 3),
+        "p99_ms": round(percentile(latencies_ms, 99), 3),
+        "mean_ms": round(sum(latencies_ms) / max(1, len(latencies_ms)), 3),
+        "rps": round(len(latencies_ms) / seconds, 1) if seconds else float("nan"),
+    }
+
+
+async def closed_loop(
+    call: Callable[[], Awaitable[None]], requests: int, concurrency: int
+) -> tuple[list[float], float]:
+    """Run ``requests`` calls with ``concurrency`` workers each issuing the next as soon as one ends.
+
+    Returns per-request latencies (ms) and wall seconds.
+    """
+    latencies: list[float] = []
+    remaining = iter(range(requests))
+
+    async def worker() -> None:
+        for _ in remaining:
+            start = time.perf_counter()
+            await call()
+            latencies.append((time.perf_counter() - start) * 1000)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, time.perf_counter() - start
+
+
+def rotations(names: Sequence[str], rounds: int) -> list[list[str]]:
+    """Round ``r`` runs the contenders rotated by ``r``, so none is always first (cold) or last."""
+    return [[names[(r + i) % len(names)] for i in range(len(names))] for r in range(rounds)]
+
+
+def machine() -> dict[str, Any]:
+    """nproc, CPU model, RAM and Python: what a reader needs to compare figures."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem_kb = next(
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        )
+    except (OSError, StopIteration, ValueError):
+        mem_kb = 0
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "ram_gb": round(mem_kb / 1024**2, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table, first column left-aligned, the rest right-aligned."""
+    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        first, *rest = row
+        return "  ".join([first.ljust(widths[0]), *(c.rjust(w) for c, w in zip(rest, widths[1:], strict=True))])
+
+    return "\n".join([line(cells[0]), line(["-" * w for w in widths]), *(line(r) for r in cells[1:])])
+
+
+def write_json(path: Path | None, result: Mapping[str, Any]) -> None:
+    """Write ``result`` as indented JSON when a path is given."""
+    if path is not None:
+        path.write_text(json.dumps(result, indent=2) + "\n")

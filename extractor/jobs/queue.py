@@ -1,0 +1,88 @@
+"""The queue of batch chunks, on SAQ. Only this module and ``worker.py`` know SAQ exists.
+
+A batch of N documents is cut into chunks of ``chunk_size`` consecutive items; each chunk is one SAQ job whose key
+is ``<batch id>:<first index>``, so enqueuing a batch twice (a replayed submission) adds nothing already queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import warnings
+from collections.abc import Iterator
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from saq.job import Job, Status
+from saq.queue.redis import RedisQueue
+
+from extractor import keys
+from extractor.settings import JobsSettings
+
+__all__ = ["CHUNK_TASK", "BatchQueue", "chunk_key", "chunks", "open_queue"]
+
+CHUNK_TASK = "extract_chunk"
+_WINDOW = 16
+
+
+def chunks(total: int, size: int) -> Iterator[tuple[int, int]]:
+    """``[start, stop)`` of each chunk of a batch of ``total`` items."""
+    return ((start, min(start + size, total)) for start in range(0, total, size))
+
+
+def chunk_key(batch_id: str, start: int) -> str:
+    return f"{batch_id}:{start}"
+
+
+def open_queue(redis_url: str) -> RedisQueue:
+    """SAQ's queue on its own connection pool: SAQ reads bytes and blocks on BLMOVE, so no socket timeout."""
+    return RedisQueue(Redis.from_url(redis_url), name=keys.BATCH_QUEUE, max_concurrent_ops=32)
+
+
+class BatchQueue:
+    """Enqueue a batch's chunks and abort the running ones."""
+
+    def __init__(self, queue: RedisQueue, settings: JobsSettings) -> None:
+        self.saq = queue
+        self._settings = settings
+
+    async def enqueue(self, batch_id: str, total: int, chunk_size: int) -> int:
+        """Enqueue every chunk not already queued or running, in order; returns how many were new.
+
+        Windows of a few concurrent enqueues keep the queue in submission order (so results arrive in order)
+        without paying one round trip per chunk in sequence.
+        """
+        spans = list(chunks(total, chunk_size))
+        added = 0
+        for window in range(0, len(spans), _WINDOW):
+            jobs = await asyncio.gather(*(self._enqueue(batch_id, *span) for span in spans[window : window + _WINDOW]))
+            added += sum(job is not None for job in jobs)
+        return added
+
+    async def _enqueue(self, batch_id: str, start: int, stop: int) -> Job | None:
+        job: Job | None = await self.saq.enqueue(
+            CHUNK_TASK,
+            key=chunk_key(batch_id, start),
+            timeout=0,  # items are bounded by the model timeout; liveness is the heartbeat's job
+            heartbeat=self._settings.heartbeat_s,
+            retries=self._settings.redeliveries,
+            ttl=-1,  # our own state keeps the outcome; SAQ's record of a finished chunk is dropped at once
+            batch_id=batch_id,
+            start=start,
+            stop=stop,
+        )
+        return job
+
+    async def abort_running(self, batch_id: str, total: int, chunk_size: int) -> int:
+        """Abort the batch's active chunks (their model calls are cancelled); queued ones find the batch cancelled."""
+        job_keys = [chunk_key(batch_id, start) for start, _ in chunks(total, chunk_size)]
+        running = [job for job in await self.saq.jobs(job_keys) if job is not None and job.status == Status.ACTIVE]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # SAQ 0.26 aborts with redis-py's deprecated SETEX
+            await asyncio.gather(*(self.saq.abort(job, error="batch cancelled") for job in running))
+        return len(running)
+
+    async def close(self) -> None:
+        """Best effort: with Redis gone, SAQ's unsubscribe fails, and there is nothing left to release."""
+        with contextlib.suppress(RedisError):
+            await self.saq.disconnect()

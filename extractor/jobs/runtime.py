@@ -1,0 +1,52 @@
+"""Open the batch machinery for a process: the queue, the API's batch service and, where asked, a worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from extractor.errors import InvalidInputError
+from extractor.jobs.queue import BatchQueue, open_queue
+from extractor.jobs.service import BatchService
+from extractor.jobs.state import BatchStore
+from extractor.jobs.worker import build_worker
+from extractor.services import Services
+
+__all__ = ["open_batches", "run_worker"]
+
+
+@contextlib.asynccontextmanager
+async def open_batches(services: Services, *, with_worker: bool) -> AsyncIterator[BatchService]:
+    """The batch service of an API process; with ``with_worker`` a worker runs in the same process and loop."""
+    redis_url = _redis_url(services)
+    queue = BatchQueue(open_queue(redis_url), services.settings.jobs)
+    await queue.saq.connect()
+    store = BatchStore(services.redis, services.settings.jobs.ttl_s)
+    task: asyncio.Task[None] | None = None
+    worker = build_worker(services, queue, handle_signals=False) if with_worker else None
+    if worker is not None:
+        task = asyncio.create_task(worker.start())
+    try:
+        yield BatchService(store, queue, services.registry, services.settings.jobs)
+    finally:
+        if worker is not None and task is not None:
+            await worker.stop()
+            await task
+        await queue.close()
+
+
+async def run_worker(services: Services, *, worker_id: str | None = None) -> None:
+    """Run a worker until SIGINT or SIGTERM (running chunks go back to the queue)."""
+    queue = BatchQueue(open_queue(_redis_url(services)), services.settings.jobs)
+    await queue.saq.connect()
+    try:
+        await build_worker(services, queue, worker_id=worker_id).start()
+    finally:
+        await queue.close()
+
+
+def _redis_url(services: Services) -> str:
+    if services.settings.redis_url is None:
+        raise InvalidInputError("batch jobs need Redis: set EXTRACTOR_REDIS_URL")
+    return services.settings.redis_url

@@ -1,0 +1,174 @@
+"""Batches as the HTTP API sees them: submit (idempotent), read progress, stream results and events, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from extractor.errors import IdempotencyMismatchError, PayloadTooLargeError
+from extractor.extraction.result import ExtractOptions
+from extractor.jobs.queue import BatchQueue
+from extractor.jobs.state import BatchRecord, BatchStore
+from extractor.registry.service import SchemaRegistry
+from extractor.settings import JobsSettings
+
+__all__ = ["BatchService", "Submission", "body_digest", "describe"]
+
+_PAGE = 200
+_FINAL = frozenset({"ok", "empty", "failed", "cancelled"})
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A batch as submitted: the schema as the caller named it, options, and (id, text) pairs."""
+
+    schema_ref: str
+    options: ExtractOptions
+    documents: Sequence[tuple[str, str]]
+
+
+def body_digest(submission: Submission) -> str:
+    """What an Idempotency-Key is bound to: the same batch whether it came as JSON or NDJSON."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([submission.schema_ref, submission.options.model_dump(mode="json")]).encode())
+    for doc_id, text in submission.documents:
+        digest.update(json.dumps([doc_id, text]).encode())
+    return digest.hexdigest()
+
+
+def _check_limits(submission: Submission, settings: JobsSettings) -> None:
+    count = len(submission.documents)
+    if count > settings.max_documents:
+        raise PayloadTooLargeError(
+            f"{count} documents; a batch takes at most {settings.max_documents}", limit=settings.max_documents
+        )
+    for index, (doc_id, text) in enumerate(submission.documents):
+        size = len(text.encode())
+        if size > settings.max_document_bytes:
+            raise PayloadTooLargeError(
+                f"document {doc_id!r} (index {index}) is {size} bytes; the limit is {settings.max_document_bytes}",
+                limit=settings.max_document_bytes,
+                document=doc_id,
+            )
+
+
+def _line(doc_id: str, index: int, status: str, result: str | None) -> str:
+    """A result line: the stored one, or for a cancelled item (no result) its id and status."""
+    return result if result is not None else json.dumps({"id": doc_id, "index": index, "status": status})
+
+
+class BatchService:
+    def __init__(self, store: BatchStore, queue: BatchQueue, registry: SchemaRegistry, settings: JobsSettings) -> None:
+        self._store = store
+        self._queue = queue
+        self._registry = registry
+        self._settings = settings
+
+    async def submit(
+        self, tenant: str, submission: Submission, idempotency_key: str | None = None
+    ) -> tuple[BatchRecord, bool]:
+        """Create and enqueue a batch; returns it and whether it is new (False: an Idempotency-Key replay)."""
+        _check_limits(submission, self._settings)
+        schema = await self._registry.resolve(tenant, submission.schema_ref)  # unknown schema: 404 now, not per item
+        digest = body_digest(submission)
+        batch_id = uuid.uuid4().hex
+        await self._store.create(
+            batch_id,
+            tenant=tenant,
+            schema_ref=schema.version.ref,
+            options=submission.options.model_dump(mode="json", exclude_defaults=True),
+            documents=submission.documents,
+            chunk_size=self._settings.chunk_size,
+            digest=digest,
+        )
+        if idempotency_key is not None:
+            existing = await self._store.claim_idempotency_key(tenant, idempotency_key, batch_id, digest)
+            if existing is not None:
+                await self._store.delete(batch_id)
+                return await self._replay(tenant, idempotency_key, *existing, digest), False
+        await self._queue.enqueue(batch_id, len(submission.documents), self._settings.chunk_size)
+        return await self._store.get(batch_id), True
+
+    async def _replay(self, tenant: str, key: str, batch_id: str, stored: str, digest: str) -> BatchRecord:
+        """The batch bound to ``key``; its chunks are enqueued again (a no-op for any already queued or done)."""
+        if stored != digest:
+            raise IdempotencyMismatchError(
+                f"Idempotency-Key {key!r} was used for a different batch body", batch_id=batch_id
+            )
+        record = await self._store.get(batch_id, tenant)
+        if record.finished_at is None and not record.cancelled:
+            await self._queue.enqueue(batch_id, record.total, record.chunk_size)
+        return record
+
+    async def get(self, tenant: str, batch_id: str) -> BatchRecord:
+        return await self._store.get(batch_id, tenant)
+
+    async def cancel(self, tenant: str, batch_id: str) -> BatchRecord:
+        """No new item starts; running model calls are aborted; finished results are kept."""
+        record = await self._store.get(batch_id, tenant)
+        if await self._store.cancel(batch_id):
+            await self._queue.abort_running(batch_id, record.total, record.chunk_size)
+        return await self._store.get(batch_id, tenant)
+
+    async def results(self, tenant: str, batch_id: str, offset: int = 0, wait: bool = False) -> AsyncIterator[str]:
+        """NDJSON lines in submission order from ``offset``, read a page at a time.
+
+        Without ``wait`` the stream ends before the first unfinished item (resume with ``offset``); with it, the
+        stream waits for each item in turn and ends after the last.
+        """
+        record = await self._store.get(batch_id, tenant)  # 404 before the stream starts
+        return self._lines(record.batch_id, record.total, offset, wait)
+
+    async def _lines(self, batch_id: str, total: int, offset: int, wait: bool) -> AsyncIterator[str]:
+        index = max(offset, 0)
+        while index < total:
+            page = await self._store.page(batch_id, index, min(index + _PAGE, total))
+            for doc_id, status, result in page:
+                if status not in _FINAL:
+                    break
+                yield _line(doc_id, index, str(status), result) + "\n"
+                index += 1
+            else:
+                continue
+            if not wait:
+                return
+            await asyncio.sleep(0.2)
+
+    async def events(self, tenant: str, batch_id: str, interval_s: float = 0.5) -> AsyncIterator[dict[str, Any]]:
+        """Progress snapshots whenever the counts change; the last one has ``"final": true``."""
+        record = await self._store.get(batch_id, tenant)
+        return self._snapshots(record, interval_s)
+
+    async def _snapshots(self, record: BatchRecord, interval_s: float) -> AsyncIterator[dict[str, Any]]:
+        last: dict[str, int] | None = None
+        while True:
+            final = record.finished_at is not None
+            if record.counts != last or final:
+                yield {**describe(record), "final": final}
+                last = record.counts
+            if final:
+                return
+            await asyncio.sleep(interval_s)
+            record = await self._store.get(record.batch_id)
+
+
+def describe(record: BatchRecord) -> dict[str, Any]:
+    """The public view of a batch (``GET /v1/batches/{id}``)."""
+    return {
+        "batch_id": record.batch_id,
+        "status": record.status,
+        "schema": record.schema_ref,
+        "total": record.total,
+        "done": record.done,
+        "counts": record.counts,
+        "created_at": record.created_at,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+        "documents_per_second": round(record.throughput(time.time()), 3),
+    }

@@ -1,0 +1,277 @@
+"""Our own batch state in our own Redis keys, so the queue library stays swappable.
+
+A batch is a record hash (tenant, schema, options, counts by item status, times), a list of documents, a list of
+their ids, a hash of item statuses and a hash of results. Every item transition is one Lua script that checks the
+item's current status first, so a document re-delivered after a worker died, or run twice, is finished exactly once.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
+
+from extractor import keys
+from extractor.errors import BatchNotFoundError
+
+__all__ = ["BatchRecord", "BatchStore", "Claim", "ItemStatus"]
+
+
+class ItemStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    OK = "ok"
+    EMPTY = "empty"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Claim(enum.StrEnum):
+    """What a worker may do with an item it was handed."""
+
+    RUN = "run"
+    SKIP = "skip"
+    CANCELLED = "cancelled"
+
+
+COUNTED = tuple(status.value for status in ItemStatus)
+
+# KEYS: record, items. ARGV: index, now. Queued or running (re-delivered after a worker died) -> running;
+# a cancelled batch turns the item cancelled instead; a finished item is skipped.
+_CLAIM = """
+local status = redis.call('HGET', KEYS[2], ARGV[1])
+if status ~= 'queued' and status ~= 'running' then return 'skip' end
+if redis.call('HGET', KEYS[1], 'state') == 'cancelled' then
+  redis.call('HSET', KEYS[2], ARGV[1], 'cancelled')
+  redis.call('HINCRBY', KEYS[1], status, -1)
+  redis.call('HINCRBY', KEYS[1], 'cancelled', 1)
+  if tonumber(redis.call('HGET', KEYS[1], 'queued')) + tonumber(redis.call('HGET', KEYS[1], 'running')) == 0 then
+    redis.call('HSETNX', KEYS[1], 'finished_at', ARGV[2])
+  end
+  return 'cancelled'
+end
+if status == 'queued' then
+  redis.call('HSET', KEYS[2], ARGV[1], 'running')
+  redis.call('HINCRBY', KEYS[1], 'queued', -1)
+  redis.call('HINCRBY', KEYS[1], 'running', 1)
+  redis.call('HSETNX', KEYS[1], 'started_at', ARGV[2])
+end
+return 'run'
+"""
+
+# KEYS: record, items, results. ARGV: index, final status, result JSON ('' for none), now.
+# Only a running item finishes: the second of two racing runs of one item writes nothing.
+_FINISH = """
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= 'running' then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[3]) end
+redis.call('HINCRBY', KEYS[1], 'running', -1)
+redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+if tonumber(redis.call('HGET', KEYS[1], 'queued')) + tonumber(redis.call('HGET', KEYS[1], 'running')) == 0 then
+  redis.call('HSETNX', KEYS[1], 'finished_at', ARGV[4])
+end
+return 1
+"""
+
+# KEYS: record, items. ARGV: now. Queued items become cancelled at once; running ones end when aborted.
+_CANCEL = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('HGET', KEYS[1], 'state') == 'cancelled' or redis.call('HEXISTS', KEYS[1], 'finished_at') == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'state', 'cancelled', 'cancelled_at', ARGV[1])
+local flat = redis.call('HGETALL', KEYS[2])
+local n = 0
+for i = 1, #flat, 2 do
+  if flat[i + 1] == 'queued' then
+    redis.call('HSET', KEYS[2], flat[i], 'cancelled')
+    n = n + 1
+  end
+end
+redis.call('HINCRBY', KEYS[1], 'queued', 0 - n)  -- not -n: Lua's -0 is no integer to Redis
+redis.call('HINCRBY', KEYS[1], 'cancelled', n)
+if tonumber(redis.call('HGET', KEYS[1], 'running')) == 0 then
+  redis.call('HSETNX', KEYS[1], 'finished_at', ARGV[1])
+end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """One batch as stored: what to run and how far it got."""
+
+    batch_id: str
+    tenant: str
+    schema_ref: str
+    options: dict[str, Any]
+    total: int
+    chunk_size: int
+    digest: str
+    cancelled: bool
+    counts: dict[str, int]
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+    @property
+    def status(self) -> str:
+        """``cancelled``, ``finished`` (every item final), ``running`` (one item started) or ``queued``."""
+        if self.cancelled:
+            return "cancelled"
+        if self.finished_at is not None:
+            return "finished"
+        return "running" if self.started_at is not None else "queued"
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts[s] for s in ("ok", "empty", "failed", "cancelled"))
+
+    def throughput(self, now: float | None = None) -> float:
+        """Documents finished per second since the first one started."""
+        if self.started_at is None:
+            return 0.0
+        end = self.finished_at or (now if now is not None else time.time())
+        return self.done / max(end - self.started_at, 1e-3)
+
+
+def _optional_float(value: str | None) -> float | None:
+    return float(value) if value else None
+
+
+def _record(batch_id: str, raw: dict[str, str]) -> BatchRecord:
+    return BatchRecord(
+        batch_id=batch_id,
+        tenant=raw["tenant"],
+        schema_ref=raw["schema"],
+        options=json.loads(raw["options"]),
+        total=int(raw["total"]),
+        chunk_size=int(raw["chunk_size"]),
+        digest=raw["digest"],
+        cancelled=raw.get("state") == "cancelled",
+        counts={status: int(raw.get(status, 0)) for status in COUNTED},
+        created_at=float(raw["created_at"]),
+        started_at=_optional_float(raw.get("started_at")),
+        finished_at=_optional_float(raw.get("finished_at")),
+    )
+
+
+def _batch_keys(batch_id: str) -> list[str]:
+    return [
+        keys.batch(batch_id),
+        keys.batch_items(batch_id),
+        keys.batch_results(batch_id),
+        keys.batch_documents(batch_id),
+        keys.batch_doc_ids(batch_id),
+    ]
+
+
+class BatchStore:
+    """Reads and writes batch state; every item transition is atomic and checked against the item's status."""
+
+    def __init__(self, redis: Redis, ttl_s: int) -> None:
+        self._redis = redis
+        self._ttl = ttl_s
+        self._claim = redis.register_script(_CLAIM)
+        self._finish = redis.register_script(_FINISH)
+        self._cancel = redis.register_script(_CANCEL)
+
+    async def create(
+        self,
+        batch_id: str,
+        *,
+        tenant: str,
+        schema_ref: str,
+        options: dict[str, Any],
+        documents: Sequence[tuple[str, str]],
+        chunk_size: int,
+        digest: str,
+    ) -> None:
+        """Write a new batch with every item queued (one transaction: a batch exists whole or not at all)."""
+        record: dict[FieldT, EncodableT] = {
+            "tenant": tenant,
+            "schema": schema_ref,
+            "options": json.dumps(options),
+            "total": len(documents),
+            "chunk_size": chunk_size,
+            "digest": digest,
+            "state": "active",
+            "created_at": time.time(),
+            **dict.fromkeys(COUNTED, 0),
+            "queued": len(documents),
+        }
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.batch(batch_id), mapping=record)
+            if documents:
+                pipe.hset(keys.batch_items(batch_id), mapping=dict.fromkeys(map(str, range(len(documents))), "queued"))
+                pipe.rpush(keys.batch_documents(batch_id), *(json.dumps({"id": i, "text": t}) for i, t in documents))
+                pipe.rpush(keys.batch_doc_ids(batch_id), *(doc_id for doc_id, _ in documents))
+            for key in _batch_keys(batch_id):
+                pipe.expire(key, self._ttl)
+            await pipe.execute()
+
+    async def delete(self, batch_id: str) -> None:
+        await self._redis.delete(*_batch_keys(batch_id))
+
+    async def claim_idempotency_key(self, tenant: str, key: str, batch_id: str, digest: str) -> tuple[str, str] | None:
+        """Bind ``key`` to this batch unless already bound; returns the existing (batch id, digest) if it was."""
+        name = keys.batch_idempotency(tenant, key)
+        if await self._redis.set(name, f"{batch_id} {digest}", nx=True, ex=self._ttl):
+            return None
+        existing = await self._redis.get(name)
+        if existing is None:  # expired between the two calls: take it
+            return await self.claim_idempotency_key(tenant, key, batch_id, digest)
+        found_id, _, found_digest = str(existing).partition(" ")
+        return found_id, found_digest
+
+    async def get(self, batch_id: str, tenant: str | None = None) -> BatchRecord:
+        """The batch; another tenant's batch is as absent as a missing one (404 either way)."""
+        raw: dict[str, str] = dict(await self._redis.hgetall(keys.batch(batch_id)))  # type: ignore[arg-type]
+        if not raw or (tenant is not None and raw.get("tenant") != tenant):
+            raise BatchNotFoundError(f"no batch {batch_id!r}", batch_id=batch_id)
+        return _record(batch_id, raw)
+
+    async def documents(self, batch_id: str, start: int, stop: int) -> list[dict[str, str]]:
+        """Documents ``start`` to ``stop - 1`` as ``{"id", "text"}``."""
+        raw = await self._redis.lrange(keys.batch_documents(batch_id), start, stop - 1)
+        return [json.loads(item) for item in raw]
+
+    async def claim(self, batch_id: str, index: int) -> Claim:
+        answer = await self._claim(keys=[keys.batch(batch_id), keys.batch_items(batch_id)], args=[index, time.time()])
+        return Claim(str(answer))
+
+    async def finish(self, batch_id: str, index: int, status: ItemStatus, result: dict[str, Any] | None) -> bool:
+        """Record the final status (and result line) of a running item; False if it was already final."""
+        payload = json.dumps(result) if result is not None else ""
+        written = await self._finish(
+            keys=[keys.batch(batch_id), keys.batch_items(batch_id), keys.batch_results(batch_id)],
+            args=[index, status.value, payload, time.time()],
+        )
+        return bool(written)
+
+    async def cancel(self, batch_id: str) -> bool:
+        """Mark the batch cancelled and its queued items cancelled; False if it was already final."""
+        answer = await self._cancel(keys=[keys.batch(batch_id), keys.batch_items(batch_id)], args=[time.time()])
+        if int(answer) < 0:
+            raise BatchNotFoundError(f"no batch {batch_id!r}", batch_id=batch_id)
+        return bool(answer)
+
+    async def settle_interrupted(self, batch_id: str, index: int) -> None:
+        """An item's run was interrupted: cancelled if its batch was, else left running for the re-delivery."""
+        await self._claim(keys=[keys.batch(batch_id), keys.batch_items(batch_id)], args=[index, time.time()])
+
+    async def page(self, batch_id: str, start: int, stop: int) -> list[tuple[str, str | None, str | None]]:
+        """(document id, item status, result JSON) for items ``start`` to ``stop - 1``, in submission order."""
+        indexes = [str(i) for i in range(start, stop)]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.lrange(keys.batch_doc_ids(batch_id), start, stop - 1)
+            pipe.hmget(keys.batch_items(batch_id), indexes)
+            pipe.hmget(keys.batch_results(batch_id), indexes)
+            ids, statuses, results = await pipe.execute()
+        return list(zip(ids, statuses, results, strict=False))

@@ -1,0 +1,136 @@
+"""The batch worker: SAQ hands out chunks, each item runs the extraction pipeline under a per-worker limit.
+
+Per item: take a permit (``jobs.concurrency`` model calls at once per worker), claim the item (a cancelled batch
+starts nothing new; a finished item is skipped), extract with transient retries, record the outcome once.
+A heartbeat keeps a live chunk's job fresh; a dead worker's job goes stale and SAQ's sweep hands it out again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import AsyncIterator
+from typing import Any
+
+from saq import Worker
+from saq.job import Job
+from saq.types import Context
+
+from extractor.errors import BatchNotFoundError, ExtractorError
+from extractor.extraction.result import ExtractOptions
+from extractor.jobs.queue import CHUNK_TASK, BatchQueue
+from extractor.jobs.retry import backoff_delay, is_transient
+from extractor.jobs.state import BatchRecord, BatchStore, Claim, ItemStatus
+from extractor.services import Services
+from extractor.settings import JobsSettings
+
+__all__ = ["ChunkRunner", "build_worker", "error_line", "problem_of"]
+
+log = logging.getLogger("extractor.jobs")
+
+Outcome = tuple[ItemStatus, dict[str, Any]]
+
+
+def problem_of(exc: ExtractorError) -> dict[str, Any]:
+    """The problem document of a failed item (no HTTP status: a result line is not a response)."""
+    return {"type": exc.code, "title": exc.title, "detail": exc.detail, **exc.extra}
+
+
+def error_line(doc_id: str, index: int, problem: dict[str, Any]) -> dict[str, Any]:
+    return {"id": doc_id, "index": index, "status": "failed", "error": problem}
+
+
+@contextlib.asynccontextmanager
+async def heartbeat(job: Job | None, every_s: float) -> AsyncIterator[None]:
+    """Touch the job while the chunk runs, so the sweep tells a slow chunk from a dead worker's."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            with contextlib.suppress(Exception):
+                await job.update() if job is not None else None
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class ChunkRunner:
+    """Runs the items of one chunk; one instance per worker process holds the concurrency limit."""
+
+    def __init__(self, services: Services, store: BatchStore, settings: JobsSettings) -> None:
+        self._services = services
+        self._store = store
+        self._settings = settings
+        self._permits = asyncio.Semaphore(settings.concurrency)
+
+    async def run_chunk(self, ctx: Context, *, batch_id: str, start: int, stop: int) -> int:
+        """SAQ task: run items ``start`` to ``stop - 1``; returns how many this run finished."""
+        try:
+            record = await self._store.get(batch_id)
+        except BatchNotFoundError:
+            log.warning("chunk %s:%d of a batch that no longer exists (expired or deleted): dropped", batch_id, start)
+            return 0
+        documents = await self._store.documents(batch_id, start, stop)
+        async with heartbeat(ctx.get("job"), max(self._settings.heartbeat_s / 3, 0.5)):
+            done = await asyncio.gather(*(self._run_item(record, start + n, doc) for n, doc in enumerate(documents)))
+        return sum(done)
+
+    async def _run_item(self, record: BatchRecord, index: int, doc: dict[str, str]) -> bool:
+        async with self._permits:
+            if await self._store.claim(record.batch_id, index) is not Claim.RUN:
+                return False
+            try:
+                status, line = await self._extract(record, index, doc)
+            except asyncio.CancelledError:
+                await asyncio.shield(self._store.settle_interrupted(record.batch_id, index))
+                raise
+            return await self._store.finish(record.batch_id, index, status, line)
+
+    async def _extract(self, record: BatchRecord, index: int, doc: dict[str, str]) -> Outcome:
+        """One document through the pipeline, retrying only transient upstream errors."""
+        options = ExtractOptions.model_validate(record.options)
+        attempt = 1
+        while True:
+            try:
+                result = await self._services.extraction.extract(record.tenant, record.schema_ref, doc["text"], options)
+            except ExtractorError as exc:
+                if is_transient(exc) and attempt < self._settings.transient_attempts:
+                    await asyncio.sleep(backoff_delay(exc, attempt, self._settings))
+                    attempt += 1
+                    continue
+                return ItemStatus.FAILED, error_line(doc["id"], index, {**problem_of(exc), "tries": attempt})
+            except Exception:
+                log.exception("bug: batch %s item %d failed unexpectedly", record.batch_id, index)
+                problem = {"type": "internal-error", "title": "Internal error", "detail": "unexpected error; logged"}
+                return ItemStatus.FAILED, error_line(doc["id"], index, problem)
+            body = result.model_dump(mode="json", by_alias=True)
+            return ItemStatus(result.status), {"id": doc["id"], "index": index, **body}
+
+
+def build_worker(
+    services: Services, queue: BatchQueue, *, handle_signals: bool = True, worker_id: str | None = None
+) -> Worker[Context]:
+    """A SAQ worker over our chunk task. It holds a few more chunks than permits so no permit waits on a dequeue."""
+    settings = services.settings.jobs
+    runner = ChunkRunner(services, BatchStore(services.redis, settings.ttl_s), settings)
+    worker: Worker[Context] = Worker(
+        queue.saq,
+        functions=[(CHUNK_TASK, runner.run_chunk)],
+        id=worker_id,
+        concurrency=math.ceil(settings.concurrency / settings.chunk_size) + 2,
+        # Short waits everywhere: under an anyio portal (Litestar's test client) cancelling SAQ's tasks is not
+        # always delivered, and stop() then waits for each poll and BLMOVE to come back on its own.
+        timers={"sweep": settings.sweep_s, "abort": 1, "schedule": 1, "worker_info": 2},
+        dequeue_timeout=1.0,
+        shutdown_grace_period_s=0,
+    )
+    if not handle_signals:
+        worker.SIGNALS = []  # inside `serve`, uvicorn owns SIGINT and SIGTERM
+    return worker

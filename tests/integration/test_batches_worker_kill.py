@@ -1,0 +1,95 @@
+"""A real `extractor worker` process SIGKILLed mid-batch: another one finishes it, one result per document."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx2
+import pytest
+from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
+
+from extractor import keys
+from extractor.app import create_app
+from tests.integration.conftest import REDIS_URL, make_settings
+from tests.integration.test_batches import result_lines, submit, wait_finished
+
+pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning")
+
+JOBS = {"concurrency": 8, "chunk_size": 4, "heartbeat_s": 2, "sweep_s": 1, "run_in_serve": False}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def fake_server() -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.fake_openai", "--port", str(port), "--latency-ms", "100"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            httpx2.get(f"{url}/models", timeout=0.5)
+            break
+        except httpx2.TransportError:
+            time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        process.kill()
+        process.wait()
+
+
+def start_worker(model_url: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "EXTRACTOR_REDIS_URL": REDIS_URL,
+        "EXTRACTOR_MODEL_BASE_URL": model_url,
+        "EXTRACTOR_MODEL_ENFORCEMENT": "json_schema",
+        **{f"EXTRACTOR_JOBS__{name.upper()}": str(value) for name, value in JOBS.items()},
+    }
+    code = "from extractor.jobs.commands import worker; worker()"
+    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def test_sigkilled_worker_loses_nothing_and_doubles_nothing(redis: Redis, fake_server: str) -> None:
+    settings = make_settings(model_base_url=fake_server, jobs=JOBS)
+    first = start_worker(fake_server)
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        async with AsyncTestClient(create_app(settings)) as client:
+            docs = [{"id": f"k-{n}", "text": f"Invoice {n} from Globex, total {n}.50 EUR"} for n in range(200)]
+            batch_id = (await submit(client, docs)).json()["batch_id"]
+            while (await client.get(f"/v1/batches/{batch_id}")).json()["done"] < 60:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+            killed: dict[str, Any] = (await client.get(f"/v1/batches/{batch_id}")).json()
+            assert killed["counts"]["running"] > 0  # it died holding items
+            second = start_worker(fake_server)
+            status = await wait_finished(client, batch_id, within_s=40)
+            assert status["counts"] == {"queued": 0, "running": 0, "ok": 200, "empty": 0, "failed": 0, "cancelled": 0}
+            lines = await result_lines(client, batch_id)
+            assert [line["id"] for line in lines] == [doc["id"] for doc in docs]
+            assert await redis.hlen(keys.batch_results(batch_id)) == 200
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
