@@ -41,6 +41,7 @@ PROBLEM_STATUS: dict[type[errors.ExtractorError], int] = {
     errors.PayloadTooLargeError: 413,
     errors.IdempotencyMismatchError: 422,
     errors.AuthError: 401,
+    errors.ConflictError: 409,
     errors.NotFoundError: 404,
     errors.ExtractionFailedError: 422,
     errors.UpstreamError: 502,

@@ -7,6 +7,7 @@ from typing import Any
 __all__ = [
     "AuthError",
     "BatchNotFoundError",
+    "ConflictError",
     "ExtractionFailedError",
     "ExtractorError",
     "IdempotencyMismatchError",
@@ -61,6 +62,11 @@ class PayloadTooLargeError(InvalidInputError):
 class IdempotencyMismatchError(InvalidInputError):
     code = "idempotency-key-mismatch"
     title = "Idempotency-Key reused with a different body"
+
+
+class ConflictError(ExtractorError):
+    code = "conflict"
+    title = "Conflict"
 
 
 class AuthError(ExtractorError):

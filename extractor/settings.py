@@ -8,6 +8,7 @@ Flat names for what every deployment sets (``EXTRACTOR_REDIS_URL``, ``EXTRACTOR_
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -24,6 +25,7 @@ __all__ = [
     "hash_api_key",
 ]
 
+_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 EnforcementLevelName = Literal["json_schema", "json_object_schema", "json_object", "prompt"]
 
 
@@ -46,7 +48,7 @@ class CacheSettings(BaseModel):
     ttl_s: int = Field(7 * 24 * 3600, ge=0, description="Lifetime of a cached `ok` result; 0 disables caching.")
     empty_ttl_s: int = Field(24 * 3600, ge=0, description="Lifetime of a cached `empty` result; 0 disables.")
     keep_results: int = Field(
-        1_000, ge=0, description="Recent ok results (with their text) kept per schema for `extractor export`; 0: none."
+        0, ge=0, description="Recent ok results (with their text) kept per schema for `extractor export`; 0: none."
     )
 
 
@@ -118,5 +120,7 @@ class Settings(BaseSettings):
             tenant, sep, key = entry.partition(":")
             if not sep or not tenant or not key:
                 raise ValueError(f"api key entry {entry[:12]!r}... is not `tenant:key`")
+            if not _TENANT.match(tenant):
+                raise ValueError(f"tenant {tenant!r}: letters, digits, `-` and `_`, not starting with `_` (reserved)")
             table[key if key.startswith("sha256:") else hash_api_key(key)] = tenant
         return table

@@ -62,6 +62,8 @@ _PROBE_MESSAGES = [
     {"role": "system", "content": "You answer in JSON."},
     {"role": "user", "content": "Say hello."},
 ]
+# 4xx answers that are about the request's credentials or model, not its response_format.
+_NOT_ABOUT_THE_LEVEL = frozenset({401, 403, 404})
 # Errors that say nothing about the level (the endpoint is busy or away): they end the probe, uncached.
 _TRANSIENT = (UpstreamRateLimitedError, UpstreamTimeoutError, ModelUnavailableError)
 
@@ -109,18 +111,25 @@ class EnforcementProber:
         return level
 
     async def probe(self) -> EnforcementLevel:
+        """The strongest level the endpoint enforces. Raises when the endpoint answers no level at all, or refuses
+        for a reason that is not the level (bad key, unknown model, busy): such an answer must not be remembered.
+        """
+        answered = False
         for level in list(EnforcementLevel)[:-1]:
             try:
                 reply = await self._model.complete(
                     _PROBE_MESSAGES, response_format(level, _PROBE_SCHEMA, True), max_tokens=32, temperature=0.0, seed=0
                 )
-            except _TRANSIENT:
-                raise
             except UpstreamError as exc:
+                if isinstance(exc, _TRANSIENT) or exc.extra.get("upstream_status") in _NOT_ABOUT_THE_LEVEL:
+                    raise
                 log.info("endpoint refuses enforcement level %s: %s", level, exc.detail)
                 continue
+            answered = True
             if _enforced(level, reply.content):
                 log.info("enforcement level for %s: %s", self._model.base_url, level)
                 return level
             log.info("endpoint accepts enforcement level %s but does not enforce it", level)
+        if not answered:
+            raise UpstreamError("the model endpoint refused every request format; see its logs")
         return EnforcementLevel.PROMPT

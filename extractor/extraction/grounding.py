@@ -450,11 +450,23 @@ def _preview(value: Any, limit: int = 60) -> str:
     return shown if len(shown) <= limit else f"{shown[: limit - 1]}…"
 
 
+def _ungrounded(fields: Mapping[str, FieldGrounding], pointer: str) -> bool:
+    grounding = fields.get(pointer)
+    return grounding is not None and grounding.grounded is False
+
+
 def _null_ungrounded(data: Any, pointer: str, fields: Mapping[str, FieldGrounding], log: list[str]) -> Any:
     if isinstance(data, Mapping):
         return {key: _null_ungrounded(value, _child(pointer, key), fields, log) for key, value in data.items()}
     if isinstance(data, list | tuple):
-        return [_null_ungrounded(value, _child(pointer, i), fields, log) for i, value in enumerate(data)]
+        kept = []
+        for index, value in enumerate(data):
+            path = _child(pointer, index)
+            if _ungrounded(fields, path):  # a null list item would break `items`: the item goes instead
+                log.append(f"{path}: {_preview(value)} not found in text, removed from the list")
+            else:
+                kept.append(_null_ungrounded(value, path, fields, log))
+        return kept
     grounding = fields.get(pointer)
     if grounding is None or grounding.grounded is not False:
         return data
@@ -463,6 +475,9 @@ def _null_ungrounded(data: Any, pointer: str, fields: Mapping[str, FieldGroundin
 
 
 def apply_strict(data: Any, fields: Mapping[str, FieldGrounding]) -> tuple[Any, tuple[str, ...]]:
-    """A copy of ``data`` with every leaf that was not found in the text set to null, and one log line per change."""
+    """A copy of ``data`` where every leaf not found in the text is null (a list item is removed), one log line each.
+
+    Paths after a removed list item shift: ground the result again for its spans.
+    """
     log: list[str] = []
     return _null_ungrounded(data, "", fields, log), tuple(log)

@@ -62,6 +62,24 @@ def translate_openai_error(exc: openai.OpenAIError) -> UpstreamError:
     return UpstreamError(f"model endpoint gave an unusable answer: {exc}")
 
 
+def _reply_of(completion: object) -> ModelReply:
+    """The parts we use of a chat completion; any other shape (an HTML page, a bare object) is an upstream fault.
+
+    Compatible endpoints differ in the fields they send, so the SDK parses leniently; this is the check.
+    """
+    try:
+        choice = completion.choices[0]  # type: ignore[attr-defined]
+        usage = completion.usage  # type: ignore[attr-defined]
+        return ModelReply(
+            content=choice.message.content or "",
+            finish_reason=choice.finish_reason,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+        )
+    except (AttributeError, IndexError, KeyError, TypeError) as exc:
+        raise UpstreamError(f"model endpoint answered 200 without a usable chat completion: {exc!r}"[:300]) from exc
+
+
 class ModelClient:
     def __init__(self, client: AsyncOpenAI, model: str | None = None) -> None:
         self._client = client
@@ -118,16 +136,9 @@ class ModelClient:
             completion = await self._client.post("/chat/completions", body=body, cast_to=ChatCompletion)
         except openai.OpenAIError as exc:
             raise translate_openai_error(exc) from exc
-        if not completion.choices:
-            raise UpstreamError("model endpoint answered with no choices")
-        choice = completion.choices[0]
-        usage = completion.usage
-        return ModelReply(
-            content=choice.message.content or "",
-            finish_reason=choice.finish_reason,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-        )
+        except ValueError as exc:  # a 200 whose JSON body does not parse
+            raise UpstreamError(f"model endpoint answered 200 with a body that is not JSON: {exc}") from exc
+        return _reply_of(completion)
 
     async def close(self) -> None:
         await self._client.close()

@@ -1,6 +1,7 @@
-"""Recent successful extractions with their source text, per tenant and schema, for training-data export.
+"""Recent successful extractions with their prompt, per tenant and schema, for training-data export.
 
-A Redis stream capped at ``cache.keep_results`` entries per schema (approximate trimming, so it stays cheap).
+Off unless ``cache.keep_results`` > 0 (it keeps document texts); then a Redis stream per schema capped at that
+many entries (approximate trimming, so it stays cheap).
 """
 
 from __future__ import annotations
@@ -25,13 +26,12 @@ class ResultsLog:
         self._redis = redis
         self._keep = keep
 
-    async def append(self, tenant: str, text: str, messages: list[dict[str, str]], result: ExtractionResult) -> None:
-        """Keep an ``ok`` result with the prompt messages that produced it (the system prompt and the document)."""
+    async def append(self, tenant: str, messages: list[dict[str, str]], result: ExtractionResult) -> None:
+        """Keep an ``ok`` result with the prompt that produced it (system and user message: the text is in it)."""
         if self._keep <= 0 or result.status != "ok":
             return
         entry = {
             "schema": result.schema_ref,
-            "text": text,
             "messages": messages,
             "data": result.data,
             # True only when grounding ran and found every value in the text.

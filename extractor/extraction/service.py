@@ -55,6 +55,16 @@ class _Clock:
         return {**self.timings, "total": round((time.perf_counter() - self._start) * 1000, 3)}
 
 
+def _null_invalid(schema: CompiledSchema, data: dict[str, Any], repairs: list[str]) -> dict[str, Any]:
+    """Null each top-level field that strict grounding left invalid (say, a list now under ``minItems``).
+
+    Every top-level field is nullable, so the result is valid again.
+    """
+    broken = schema.invalid_fields(data)
+    repairs.extend(f"/{name}: invalid after strict grounding, set to null" for name in sorted(broken))
+    return {key: None if key in broken else value for key, value in data.items()}
+
+
 class ExtractionService:
     def __init__(
         self,
@@ -92,14 +102,16 @@ class ExtractionService:
         clock.lap("schema")
         if options.cache and (hit := await self._cache.get(tenant, digest)) is not None:
             clock.lap("cache")
-            return hit.model_copy(update={"cached": True, "attempts": 0, "timings_ms": clock.total()})
+            # This request spent no tokens: usage and attempts say what it cost, not what the first one did.
+            return hit.model_copy(update={"cached": True, "attempts": 0, "usage": Usage(), "timings_ms": clock.total()})
         level = await self._prober.level()
         attempts = await self._call_until_valid(schema, text, level, resolved, clock)
         result = self._finish(schema, text, model_name, level, attempts, resolved["grounding"], clock)
-        writes = [self._cache.put(tenant, digest, result)] if options.cache else []
-        if self._results_log is not None:
-            writes.append(self._results_log.append(tenant, text, build_messages(schema, text), result))
-        await asyncio.gather(*writes)  # independent writes: one round trip of waiting, not two
+        if options.cache:  # independent writes: one round trip of waiting, not two
+            writes = [self._cache.put(tenant, digest, result)]
+            if self._results_log is not None:
+                writes.append(self._results_log.append(tenant, attempts[0].messages[:2], result))
+            await asyncio.gather(*writes)
         return result
 
     def _resolve_options(self, options: ExtractOptions) -> dict[str, Any]:
@@ -187,9 +199,10 @@ class ExtractionService:
         state, data = outcome
         fields = None if grounding == "off" else ground(data, text)
         if fields is not None and grounding == "strict":
-            data, nulled = apply_strict(data, fields)
-            state.repairs.extend(nulled)
-            fields = {path: info for path, info in fields.items() if info.grounded is not False}
+            data, removed = apply_strict(data, fields)
+            data = _null_invalid(schema, data, state.repairs)
+            state.repairs.extend(removed)
+            fields = ground(data, text)
         empty = is_empty(data, fields)
         clock.lap("grounding")
         return ExtractionResult(

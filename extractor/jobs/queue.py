@@ -2,12 +2,15 @@
 
 A batch of N documents is cut into chunks of ``chunk_size`` consecutive items; each chunk is one SAQ job whose key
 is ``<batch id>:<first index>``, so enqueuing a batch twice (a replayed submission) adds nothing already queued.
+A chunk that raises (Redis failing under the worker) is retried with exponential backoff, not at once, so a blip
+does not burn every retry in milliseconds; the worker settles the items of a chunk's last attempt itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import warnings
 from collections.abc import Iterator
 
@@ -19,10 +22,14 @@ from saq.queue.redis import RedisQueue
 from extractor import keys
 from extractor.settings import JobsSettings
 
-__all__ = ["CHUNK_TASK", "BatchQueue", "chunk_key", "chunks", "open_queue"]
+__all__ = ["CHUNK_TASK", "BatchQueue", "PatientQueue", "chunk_key", "chunks", "open_queue"]
 
 CHUNK_TASK = "extract_chunk"
 _WINDOW = 16
+_PAUSE_MIN_S = 0.1
+_PAUSE_MAX_S = 5.0
+
+log = logging.getLogger("extractor.jobs")
 
 
 def chunks(total: int, size: int) -> Iterator[tuple[int, int]]:
@@ -34,9 +41,29 @@ def chunk_key(batch_id: str, start: int) -> str:
     return f"{batch_id}:{start}"
 
 
+class PatientQueue(RedisQueue):
+    """SAQ's Redis queue, except that a dequeue with Redis down backs off before answering "no job".
+
+    SAQ 0.26's worker loop starts the next dequeue the moment one fails, so without this it spins while Redis is down.
+    """
+
+    _pause_s = 0.0
+
+    async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> Job | None:  # noqa: ASYNC109 (SAQ)
+        try:
+            job: Job | None = await super().dequeue(timeout, poll_interval)
+        except RedisError as exc:
+            self._pause_s = min(max(self._pause_s * 2, _PAUSE_MIN_S), _PAUSE_MAX_S)
+            log.warning("batch queue: Redis unavailable (%s); next dequeue in %.1fs", exc, self._pause_s)
+            await asyncio.sleep(self._pause_s)
+            return None
+        self._pause_s = 0.0
+        return job
+
+
 def open_queue(redis_url: str) -> RedisQueue:
     """SAQ's queue on its own connection pool: SAQ reads bytes and blocks on BLMOVE, so no socket timeout."""
-    return RedisQueue(Redis.from_url(redis_url), name=keys.BATCH_QUEUE, max_concurrent_ops=32)
+    return PatientQueue(Redis.from_url(redis_url), name=keys.BATCH_QUEUE, max_concurrent_ops=32)
 
 
 class BatchQueue:
@@ -66,6 +93,8 @@ class BatchQueue:
             timeout=0,  # items are bounded by the model timeout; liveness is the heartbeat's job
             heartbeat=self._settings.heartbeat_s,
             retries=self._settings.redeliveries,
+            retry_delay=self._settings.retry_base_s,
+            retry_backoff=self._settings.retry_max_s,  # doubling per retry, at most this
             ttl=-1,  # our own state keeps the outcome; SAQ's record of a finished chunk is dropped at once
             batch_id=batch_id,
             start=start,

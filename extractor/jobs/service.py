@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,13 +13,14 @@ from typing import Any
 from extractor.errors import IdempotencyMismatchError, PayloadTooLargeError
 from extractor.extraction.result import ExtractOptions
 from extractor.jobs.queue import BatchQueue
-from extractor.jobs.state import BatchRecord, BatchStore
+from extractor.jobs.state import BatchRecord, BatchStore, new_batch_id
 from extractor.registry.service import SchemaRegistry
 from extractor.settings import JobsSettings
 
 __all__ = ["BatchService", "Submission", "body_digest", "describe"]
 
 _PAGE = 200
+_POLL_S = 0.2
 _FINAL = frozenset({"ok", "empty", "failed", "cancelled"})
 
 
@@ -73,11 +73,19 @@ class BatchService:
     async def submit(
         self, tenant: str, submission: Submission, idempotency_key: str | None = None
     ) -> tuple[BatchRecord, bool]:
-        """Create and enqueue a batch; returns it and whether it is new (False: an Idempotency-Key replay)."""
+        """Create and enqueue a batch; returns it and whether it is new (False: an Idempotency-Key replay).
+
+        A key whose batch is gone (expired or deleted) binds afresh: the request is new again.
+        """
         _check_limits(submission, self._settings)
         schema = await self._registry.resolve(tenant, submission.schema_ref)  # unknown schema: 404 now, not per item
         digest = body_digest(submission)
-        batch_id = uuid.uuid4().hex
+        bound = None
+        if idempotency_key is not None:
+            bound = await self._store.read_idempotency_key(tenant, idempotency_key)
+            if bound is not None and await self._store.exists(bound[0]):
+                return await self._replay(tenant, idempotency_key, *bound, digest), False
+        batch_id = new_batch_id()
         await self._store.create(
             batch_id,
             tenant=tenant,
@@ -88,10 +96,10 @@ class BatchService:
             digest=digest,
         )
         if idempotency_key is not None:
-            existing = await self._store.claim_idempotency_key(tenant, idempotency_key, batch_id, digest)
-            if existing is not None:
+            winner = await self._store.bind_idempotency_key(tenant, idempotency_key, batch_id, digest, bound)
+            if winner is not None:  # a concurrent submission with the same key bound it first
                 await self._store.delete(batch_id)
-                return await self._replay(tenant, idempotency_key, *existing, digest), False
+                return await self._replay(tenant, idempotency_key, *winner, digest), False
         await self._queue.enqueue(batch_id, len(submission.documents), self._settings.chunk_size)
         return await self._store.get(batch_id), True
 
@@ -135,10 +143,21 @@ class BatchService:
                 yield _line(doc_id, index, str(status), result) + "\n"
                 index += 1
             else:
-                continue
-            if not wait:
+                if page:
+                    continue
+                return  # the batch is gone (expired or deleted) mid-stream: nothing more will come
+            if not wait or not await self._wait_final(batch_id, index):
                 return
-            await asyncio.sleep(0.2)
+
+    async def _wait_final(self, batch_id: str, index: int) -> bool:
+        """Poll one item's status (not the result payloads) until it is final; False if the batch is gone."""
+        while True:
+            status = await self._store.item_status(batch_id, index)
+            if status is None:
+                return False
+            if status in _FINAL:
+                return True
+            await asyncio.sleep(_POLL_S)
 
     async def events(self, tenant: str, batch_id: str, interval_s: float = 0.5) -> AsyncIterator[dict[str, Any]]:
         """Progress snapshots whenever the counts change; the last one has ``"final": true``."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +22,7 @@ from redis.typing import EncodableT, FieldT
 from extractor import keys
 from extractor.errors import BatchNotFoundError
 
-__all__ = ["BatchRecord", "BatchStore", "Claim", "ItemStatus"]
+__all__ = ["BatchRecord", "BatchStore", "Claim", "ItemStatus", "new_batch_id"]
 
 
 class ItemStatus(enum.StrEnum):
@@ -65,12 +67,25 @@ end
 return 'run'
 """
 
+# The results hash is created by the first finished item, after the record: it takes the record's remaining life.
+_EXPIRE_LIKE_RECORD = """
+local function expire_like_record(record, key)
+  local left = redis.call('PTTL', record)
+  if left > 0 and redis.call('PTTL', key) == -1 then redis.call('PEXPIRE', key, left) end
+end
+"""
+
 # KEYS: record, items, results. ARGV: index, final status, result JSON ('' for none), now.
 # Only a running item finishes: the second of two racing runs of one item writes nothing.
-_FINISH = """
+_FINISH = (
+    _EXPIRE_LIKE_RECORD
+    + """
 if redis.call('HGET', KEYS[2], ARGV[1]) ~= 'running' then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[3]) end
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+  expire_like_record(KEYS[1], KEYS[3])
+end
 redis.call('HINCRBY', KEYS[1], 'running', -1)
 redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
 if tonumber(redis.call('HGET', KEYS[1], 'queued')) + tonumber(redis.call('HGET', KEYS[1], 'running')) == 0 then
@@ -78,6 +93,50 @@ if tonumber(redis.call('HGET', KEYS[1], 'queued')) + tonumber(redis.call('HGET',
 end
 return 1
 """
+)
+
+# KEYS: record, items, results. ARGV: now, then (index, failed result JSON) pairs. A chunk the queue gave up on:
+# each of its items not final yet fails with the given line (cancelled instead, if the batch was), so the batch
+# still finishes. Returns how many items it settled.
+_ABANDON = (
+    _EXPIRE_LIKE_RECORD
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local cancelled = redis.call('HGET', KEYS[1], 'state') == 'cancelled'
+local n = 0
+for i = 2, #ARGV, 2 do
+  local status = redis.call('HGET', KEYS[2], ARGV[i])
+  if status == 'queued' or status == 'running' then
+    redis.call('HINCRBY', KEYS[1], status, -1)
+    if cancelled then
+      redis.call('HSET', KEYS[2], ARGV[i], 'cancelled')
+      redis.call('HINCRBY', KEYS[1], 'cancelled', 1)
+    else
+      redis.call('HSET', KEYS[2], ARGV[i], 'failed')
+      redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+      redis.call('HINCRBY', KEYS[1], 'failed', 1)
+    end
+    n = n + 1
+  end
+end
+if n > 0 then expire_like_record(KEYS[1], KEYS[3]) end
+if tonumber(redis.call('HGET', KEYS[1], 'queued')) + tonumber(redis.call('HGET', KEYS[1], 'running')) == 0 then
+  redis.call('HSETNX', KEYS[1], 'finished_at', ARGV[1])
+end
+return n
+"""
+)
+
+# KEYS: idempotency key. ARGV: new binding, ttl seconds, the binding it may replace ('' for none).
+# Bind the key unless another binding than the one we saw (a dead batch's) holds it; returns that binding, or nil.
+_BIND = """
+local current = redis.call('GET', KEYS[1])
+if current and current ~= ARGV[3] then return current end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return false
+"""
+
+_BATCH_ID = re.compile(r"[0-9a-f]{32}")
 
 # KEYS: record, items. ARGV: now. Queued items become cancelled at once; running ones end when aborted.
 _CANCEL = """
@@ -162,6 +221,20 @@ def _record(batch_id: str, raw: dict[str, str]) -> BatchRecord:
     )
 
 
+def new_batch_id() -> str:
+    """A fresh batch id: 32 lowercase hex digits (anything else is no batch of ours)."""
+    return uuid.uuid4().hex
+
+
+def _not_found(batch_id: str) -> BatchNotFoundError:
+    return BatchNotFoundError(f"no batch {batch_id!r}", batch_id=batch_id)
+
+
+def _binding(raw: str) -> tuple[str, str]:
+    batch_id, _, digest = raw.partition(" ")
+    return batch_id, digest
+
+
 def _batch_keys(batch_id: str) -> list[str]:
     return [
         keys.batch(batch_id),
@@ -181,6 +254,8 @@ class BatchStore:
         self._claim = redis.register_script(_CLAIM)
         self._finish = redis.register_script(_FINISH)
         self._cancel = redis.register_script(_CANCEL)
+        self._abandon = redis.register_script(_ABANDON)
+        self._bind = redis.register_script(_BIND)
 
     async def create(
         self,
@@ -219,22 +294,33 @@ class BatchStore:
     async def delete(self, batch_id: str) -> None:
         await self._redis.delete(*_batch_keys(batch_id))
 
-    async def claim_idempotency_key(self, tenant: str, key: str, batch_id: str, digest: str) -> tuple[str, str] | None:
-        """Bind ``key`` to this batch unless already bound; returns the existing (batch id, digest) if it was."""
+    async def read_idempotency_key(self, tenant: str, key: str) -> tuple[str, str] | None:
+        """The (batch id, body digest) ``key`` is bound to, if any."""
+        raw = await self._redis.get(keys.batch_idempotency(tenant, key))
+        return None if raw is None else _binding(str(raw))
+
+    async def bind_idempotency_key(
+        self, tenant: str, key: str, batch_id: str, digest: str, replacing: tuple[str, str] | None = None
+    ) -> tuple[str, str] | None:
+        """Bind ``key`` to this batch, over ``replacing`` (a binding whose batch is gone) if that is what it holds.
+
+        Returns the binding that won instead when another submission bound the key first.
+        """
+        stale = " ".join(replacing) if replacing is not None else ""
         name = keys.batch_idempotency(tenant, key)
-        if await self._redis.set(name, f"{batch_id} {digest}", nx=True, ex=self._ttl):
-            return None
-        existing = await self._redis.get(name)
-        if existing is None:  # expired between the two calls: take it
-            return await self.claim_idempotency_key(tenant, key, batch_id, digest)
-        found_id, _, found_digest = str(existing).partition(" ")
-        return found_id, found_digest
+        held = await self._bind(keys=[name], args=[f"{batch_id} {digest}", self._ttl, stale])
+        return None if held is None else _binding(str(held))
+
+    async def exists(self, batch_id: str) -> bool:
+        return _BATCH_ID.fullmatch(batch_id) is not None and bool(await self._redis.exists(keys.batch(batch_id)))
 
     async def get(self, batch_id: str, tenant: str | None = None) -> BatchRecord:
-        """The batch; another tenant's batch is as absent as a missing one (404 either way)."""
+        """The batch; another tenant's batch, or an id no batch could have, is as absent as a missing one (404)."""
+        if _BATCH_ID.fullmatch(batch_id) is None:
+            raise _not_found(batch_id)
         raw: dict[str, str] = dict(await self._redis.hgetall(keys.batch(batch_id)))  # type: ignore[arg-type]
         if not raw or (tenant is not None and raw.get("tenant") != tenant):
-            raise BatchNotFoundError(f"no batch {batch_id!r}", batch_id=batch_id)
+            raise _not_found(batch_id)
         return _record(batch_id, raw)
 
     async def documents(self, batch_id: str, start: int, stop: int) -> list[dict[str, str]]:
@@ -259,8 +345,25 @@ class BatchStore:
         """Mark the batch cancelled and its queued items cancelled; False if it was already final."""
         answer = await self._cancel(keys=[keys.batch(batch_id), keys.batch_items(batch_id)], args=[time.time()])
         if int(answer) < 0:
-            raise BatchNotFoundError(f"no batch {batch_id!r}", batch_id=batch_id)
+            raise _not_found(batch_id)
         return bool(answer)
+
+    async def abandon(self, batch_id: str, lines: dict[int, dict[str, Any]]) -> int:
+        """Fail every item of ``lines`` (index -> failed result line) that is not final yet; returns how many."""
+        flat: list[EncodableT] = [time.time()]
+        for index, line in lines.items():
+            flat += [index, json.dumps(line)]
+        keys_ = [keys.batch(batch_id), keys.batch_items(batch_id), keys.batch_results(batch_id)]
+        return int(await self._abandon(keys=keys_, args=flat))
+
+    async def doc_ids(self, batch_id: str, start: int, stop: int) -> list[str]:
+        """Document ids of items ``start`` to ``stop - 1``."""
+        return [str(doc_id) for doc_id in await self._redis.lrange(keys.batch_doc_ids(batch_id), start, stop - 1)]
+
+    async def item_status(self, batch_id: str, index: int) -> str | None:
+        """The status of one item; None if the batch is gone."""
+        status = await self._redis.hget(keys.batch_items(batch_id), str(index))
+        return None if status is None else str(status)
 
     async def settle_interrupted(self, batch_id: str, index: int) -> None:
         """An item's run was interrupted: cancelled if its batch was, else left running for the re-delivery."""

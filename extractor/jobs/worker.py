@@ -3,6 +3,9 @@
 Per item: take a permit (``jobs.concurrency`` model calls at once per worker), claim the item (a cancelled batch
 starts nothing new; a finished item is skipped), extract with transient retries, record the outcome once.
 A heartbeat keeps a live chunk's job fresh; a dead worker's job goes stale and SAQ's sweep hands it out again.
+A chunk's items run in one task group: if one raises (Redis failing under it), the others are cancelled with it, so
+the queue's retry never runs an item that is still running. On the chunk's last attempt its unfinished items fail
+instead, so the batch still finishes.
 """
 
 from __future__ import annotations
@@ -14,14 +17,15 @@ import math
 from collections.abc import AsyncIterator
 from typing import Any
 
+from redis.exceptions import RedisError
 from saq import Worker
 from saq.job import Job
 from saq.types import Context
 
-from extractor.errors import BatchNotFoundError, ExtractorError
+from extractor.errors import BatchNotFoundError, ExtractorError, StoreUnavailableError
 from extractor.extraction.result import ExtractOptions
 from extractor.jobs.queue import CHUNK_TASK, BatchQueue
-from extractor.jobs.retry import backoff_delay, is_transient
+from extractor.jobs.retry import backoff_delay, exponential_delay, is_transient
 from extractor.jobs.state import BatchRecord, BatchStore, Claim, ItemStatus
 from extractor.services import Services
 from extractor.settings import JobsSettings
@@ -36,6 +40,12 @@ Outcome = tuple[ItemStatus, dict[str, Any]]
 def problem_of(exc: ExtractorError) -> dict[str, Any]:
     """The problem document of a failed item (no HTTP status: a result line is not a response)."""
     return {"type": exc.code, "title": exc.title, "detail": exc.detail, **exc.extra}
+
+
+def _problem(exc: ExtractorError | RedisError) -> dict[str, Any]:
+    if isinstance(exc, RedisError):
+        return problem_of(StoreUnavailableError(f"Redis did not answer: {exc}"))
+    return problem_of(exc)
 
 
 def error_line(doc_id: str, index: int, problem: dict[str, Any]) -> dict[str, Any]:
@@ -72,15 +82,42 @@ class ChunkRunner:
 
     async def run_chunk(self, ctx: Context, *, batch_id: str, start: int, stop: int) -> int:
         """SAQ task: run items ``start`` to ``stop - 1``; returns how many this run finished."""
+        job = ctx.get("job")
+        try:
+            return await self._run_chunk(job, batch_id, start, stop)
+        except Exception as exc:
+            if job is None or job.retryable:
+                raise  # the queue retries it, after a backoff
+            await self._abandon(batch_id, start, stop, f"gave up after {job.attempts} attempts: {exc!r}")
+            return 0
+
+    async def _run_chunk(self, job: Job | None, batch_id: str, start: int, stop: int) -> int:
         try:
             record = await self._store.get(batch_id)
         except BatchNotFoundError:
             log.warning("chunk %s:%d of a batch that no longer exists (expired or deleted): dropped", batch_id, start)
             return 0
         documents = await self._store.documents(batch_id, start, stop)
-        async with heartbeat(ctx.get("job"), max(self._settings.heartbeat_s / 3, 0.5)):
-            done = await asyncio.gather(*(self._run_item(record, start + n, doc) for n, doc in enumerate(documents)))
-        return sum(done)
+        async with heartbeat(job, max(self._settings.heartbeat_s / 3, 0.5)), asyncio.TaskGroup() as group:
+            runs = [group.create_task(self._run_item(record, start + n, doc)) for n, doc in enumerate(documents)]
+        return sum(run.result() for run in runs)
+
+    async def _abandon(self, batch_id: str, start: int, stop: int, why: str) -> None:
+        """Fail the chunk's unfinished items (trying a few times: Redis may be what failed it)."""
+        log.error("chunk %s:%d failed on its last attempt (%s): its unfinished items fail", batch_id, start, why)
+        problem = {"type": "chunk-abandoned", "title": "Chunk abandoned", "detail": f"the queue {why}"}
+        attempt = 1
+        while True:
+            try:
+                ids = await self._store.doc_ids(batch_id, start, stop)
+                lines = {start + n: error_line(doc_id, start + n, problem) for n, doc_id in enumerate(ids)}
+                await self._store.abandon(batch_id, lines)
+                return
+            except RedisError:
+                if attempt >= self._settings.transient_attempts:
+                    raise
+                await asyncio.sleep(exponential_delay(attempt, self._settings))
+                attempt += 1
 
     async def _run_item(self, record: BatchRecord, index: int, doc: dict[str, str]) -> bool:
         async with self._permits:
@@ -94,18 +131,18 @@ class ChunkRunner:
             return await self._store.finish(record.batch_id, index, status, line)
 
     async def _extract(self, record: BatchRecord, index: int, doc: dict[str, str]) -> Outcome:
-        """One document through the pipeline, retrying only transient upstream errors."""
+        """One document through the pipeline, retrying only transient errors (upstream, or Redis under it)."""
         options = ExtractOptions.model_validate(record.options)
         attempt = 1
         while True:
             try:
                 result = await self._services.extraction.extract(record.tenant, record.schema_ref, doc["text"], options)
-            except ExtractorError as exc:
+            except (ExtractorError, RedisError) as exc:
                 if is_transient(exc) and attempt < self._settings.transient_attempts:
                     await asyncio.sleep(backoff_delay(exc, attempt, self._settings))
                     attempt += 1
                     continue
-                return ItemStatus.FAILED, error_line(doc["id"], index, {**problem_of(exc), "tries": attempt})
+                return ItemStatus.FAILED, error_line(doc["id"], index, {**_problem(exc), "tries": attempt})
             except Exception:
                 log.exception("bug: batch %s item %d failed unexpectedly", record.batch_id, index)
                 problem = {"type": "internal-error", "title": "Internal error", "detail": "unexpected error; logged"}

@@ -10,7 +10,7 @@ from jsonschema.exceptions import SchemaError
 
 from extractor.errors import InvalidSchemaError, PayloadTooLargeError
 from extractor.registry.schema import SchemaDefinition
-from extractor.registry.validator import ExtractorValidator, validator_for
+from extractor.registry.validator import check_schema, validator_for
 from extractor.settings import RegistrySettings
 
 __all__ = ["check_definition", "remote_refs"]
@@ -25,7 +25,7 @@ def check_definition(definition: SchemaDefinition, limits: RegistrySettings) -> 
             f"schema is {size} bytes; the limit is {limits.max_schema_bytes}", limit=limits.max_schema_bytes
         )
     try:
-        ExtractorValidator.check_schema(schema)
+        check_schema(schema)
     except SchemaError as exc:
         where = "/" + "/".join(str(p) for p in exc.path)
         raise InvalidSchemaError(f"not a valid Draft 2020-12 schema at {where}: {exc.message}", pointer=where) from exc

@@ -26,6 +26,9 @@ _NOT_STRICT = frozenset(
 )
 
 
+_FIELD_DEPTH = 4
+
+
 @dataclass(frozen=True)
 class CompiledSchema:
     version: SchemaVersion
@@ -33,6 +36,10 @@ class CompiledSchema:
     wire_schema: dict[str, Any]
     strict: bool
     fields: str
+
+    def invalid_fields(self, instance: Any) -> set[str]:
+        """The top-level properties that hold a validation error."""
+        return {str(e.absolute_path[0]) for e in self.validator.iter_errors(instance) if e.absolute_path}
 
     def errors(self, instance: Any) -> list[str]:
         """Validation errors as ``/pointer: message`` lines, empty when valid."""
@@ -115,14 +122,18 @@ def strict_wire_schema(schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:
 
 
 def field_lines(schema: dict[str, Any], indent: str = "") -> Iterator[str]:
-    """A compact field list for the prompt: ``- total (number): grand total paid``; nested objects indented."""
+    """A compact field list for the prompt: ``- total (number): grand total paid``; nested objects indented.
+
+    Nesting is listed to ``_FIELD_DEPTH`` levels: deeper (or recursive, through ``$ref``) fields are left to the
+    enforced schema, so a self-referencing schema gives a finite list.
+    """
     defs = {**schema.get("definitions", {}), **schema.get("$defs", {})}
     for name, sub in schema.get("properties", {}).items():
         sub = _resolve(sub, defs)
         kind, inner = _describe(sub, defs)
         note = sub.get("description") or sub.get("title")
         yield f"{indent}- {name} ({kind})" + (f": {note}" if note else "")
-        if inner is not None:
+        if inner is not None and len(indent) < 2 * _FIELD_DEPTH:
             yield from field_lines({**inner, "$defs": defs}, indent + "  ")
 
 

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from extractor import keys
-from extractor.errors import InvalidInputError, SchemaNotFoundError
+from extractor.errors import ConflictError, InvalidInputError, SchemaNotFoundError
 from extractor.registry.checks import check_definition
 from extractor.registry.compiled import CompiledSchema, compile_schema
 from extractor.registry.schema import SchemaDefinition, SchemaVersion, canonical_hash, parse_ref
@@ -51,6 +51,10 @@ class SchemaRegistry:
         if parse_ref(name) != (name, None):
             raise InvalidInputError(f"schema name {name!r} must match [A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}")
         check_definition(definition, self._limits)
+        if tenant != keys.SHARED_TENANT and await self._redis.exists(keys.schema_meta(keys.SHARED_TENANT, name)):
+            # Versions cite `name@N` without a namespace: a tenant's `receipt@2` beside the bundled one would be
+            # ambiguous in every stored result and batch.
+            raise ConflictError(f"{name!r} is a bundled schema; register yours under another name (e.g. my_{name})")
         digest = canonical_hash(definition)
         meta_key = keys.schema_meta(tenant, name)
         while True:
@@ -74,6 +78,7 @@ class SchemaRegistry:
                         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
                         **definition.model_dump(),
                     )
+                    compile_schema(version)  # what extraction will need must work now, not at the first request
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.set(keys.schema_version(tenant, name, version.version), version.model_dump_json())
                     pipe.hset(meta_key, mapping={"latest": version.version, "retired": 0})

@@ -11,10 +11,10 @@ from functools import lru_cache
 from typing import Any
 
 import regex
-from jsonschema import Draft202012Validator, ValidationError, validators
+from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators
 from jsonschema.protocols import Validator
 
-__all__ = ["ExtractorValidator", "validator_for"]
+__all__ = ["ExtractorValidator", "check_schema", "validator_for"]
 
 
 @lru_cache(maxsize=1024)
@@ -45,3 +45,17 @@ ExtractorValidator: type[Validator] = validators.extend(  # type: ignore[no-unty
 
 def validator_for(schema: Mapping[str, Any]) -> Validator:
     return ExtractorValidator(schema)
+
+
+_META_FORMATS = FormatChecker()
+
+
+@_META_FORMATS.checks("regex", raises=regex.error)
+def _is_regex(value: object) -> bool:
+    """Patterns in a schema are checked with the engine that will run them, not Python's ``re``."""
+    return not isinstance(value, str) or _compile(value) is not None
+
+
+def check_schema(schema: Mapping[str, Any]) -> None:
+    """Raise ``jsonschema.SchemaError`` unless ``schema`` is a valid Draft 2020-12 schema."""
+    ExtractorValidator.check_schema(dict(schema), format_checker=_META_FORMATS)  # type: ignore[call-arg]

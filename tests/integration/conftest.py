@@ -51,6 +51,8 @@ class FakeModel:
         kind = step[0]
         if kind == "timeout":
             raise httpx2.ReadTimeout("scripted timeout", request=request)
+        if kind == "raw":
+            return httpx2.Response(200, content=step[2], headers={"content-type": step[1]})
         if kind == "fail":
             body = {"error": {"message": f"scripted {step[1]}", "type": "server_error"}}
             return httpx2.Response(step[1], json=body, headers=step[2])

@@ -144,6 +144,7 @@ def test_eval_and_export_commands_in_process(
     monkeypatch.setenv("EXTRACTOR_REDIS_URL", REDIS_URL)
     monkeypatch.setenv("EXTRACTOR_MODEL_BASE_URL", fake_server)
     monkeypatch.setenv("EXTRACTOR_MODEL_ENFORCEMENT", "json_schema")
+    monkeypatch.setenv("EXTRACTOR_CACHE__KEEP_RESULTS", "100")
     runner = CliRunner()
     args = ["--schema", "snips", "--data", str(snips_10), "--in-process", "--expected-path", "slots"]
     args += ["--register-schema", str(SNIPS_SCHEMA), "--json", "--compare", "grounding=off", "--concurrency", "3"]

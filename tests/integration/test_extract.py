@@ -145,6 +145,7 @@ async def test_repeat_is_a_cache_hit(client: AsyncTestClient[Any], fake_model: F
     assert second["cached"] is True
     assert second["data"] == first["data"]
     assert second["attempts"] == 0
+    assert second["usage"]["total_tokens"] == 0
     other_options = (await extract(client, grounding="off")).json()
     assert other_options["cached"] is False
     assert fake_model.chat_calls == 2
@@ -174,3 +175,37 @@ async def test_body_over_limit_is_413(client: AsyncTestClient[Any]) -> None:
     response = await extract(client, text="x" * 5000)
     assert response.status_code == 413
     assert response.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [("text/html", b"<html>gateway</html>"), ("application/json", b"{not json"), ("application/json", b'{"id": 1}')],
+)
+async def test_malformed_model_reply_is_502_not_500(
+    client: AsyncTestClient[Any], fake_model: FakeModel, content_type: str, body: bytes
+) -> None:
+    fake_model.steps.append(("raw", content_type, body))
+    response = await extract(client)
+    assert response.status_code == 502, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_strict_grounding_keeps_data_valid(client: AsyncTestClient[Any], fake_model: FakeModel) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "pair": {"type": "array", "items": {"type": "string"}, "minItems": 2},
+        },
+    }
+    assert (await client.put("/v1/schemas/tagged", json={"json_schema": schema})).status_code == 201
+    fake_model.reply({"tags": ["apple", "zebra", "pear"], "pair": ["apple", "mango"]})
+    text = "apple and pear"
+    body = (
+        await client.post("/v1/extract", json={"schema": "tagged", "text": text, "options": {"grounding": "strict"}})
+    ).json()
+    assert body["status"] == "ok"
+    assert body["data"] == {"tags": ["apple", "pear"], "pair": None}
+    assert body["fields"]["/tags/1"]["span"] == [10, 14]
+    assert any("/tags/1" in line and "removed" in line for line in body["repairs"])
+    assert any(line.startswith("/pair: invalid") for line in body["repairs"])

@@ -11,6 +11,7 @@ from litestar.testing import AsyncTestClient
 from openai import AsyncOpenAI
 from redis.asyncio import Redis
 
+from extractor.errors import UpstreamError
 from extractor.extraction.enforcement import EnforcementLevel, EnforcementProber
 from extractor.extraction.model import ModelClient
 
@@ -39,6 +40,8 @@ def _endpoint(behaviour: dict[str, str]) -> tuple[ModelClient, list[str]]:
         action = behaviour.get(kind, "ignore")
         if action == "reject":
             return httpx2.Response(500, json={"error": {"message": "unsupported"}})
+        if action.isdigit():
+            return httpx2.Response(int(action), json={"error": {"message": "no"}})
         content = '{"probe": "probe-7f3a"}' if action == "enforce" else "Hello there!"
         choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
         return httpx2.Response(
@@ -93,3 +96,19 @@ async def test_redis_down_is_503_with_retry_after_and_not_ready(fake_model: Any)
         ready = await client.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["checks"]["model"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "behaviour",
+    [
+        {"json_schema": "401"},
+        {"json_schema": "reject", "json_object+schema": "reject", "json_object": "reject", "none": "reject"},
+    ],
+)
+async def test_probe_never_remembers_an_answer_that_is_not_about_the_level(
+    redis: Redis, behaviour: dict[str, str]
+) -> None:
+    model, _ = _endpoint(behaviour)
+    with pytest.raises(UpstreamError):
+        await EnforcementProber(redis, model).level()
+    assert await redis.keys("extractor:probe:*") == []

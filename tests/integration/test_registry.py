@@ -90,6 +90,9 @@ async def test_retire_keeps_versions_readable(client: AsyncTestClient[Any], fake
     assert (await client.post("/v1/extract", json={"schema": "person", "text": "Ada"})).status_code == 404
     assert (await client.get("/v1/schemas/person/versions/1")).status_code == 200
     assert (await client.delete("/v1/schemas/receipt")).status_code == 404
+    shadow = await client.put("/v1/schemas/receipt", json=V1)
+    assert shadow.status_code == 409
+    assert "bundled" in shadow.json()["detail"]
     revived = await client.put("/v1/schemas/person", json=V1)
     assert revived.status_code == 200
     assert revived.json()["version"] == 1

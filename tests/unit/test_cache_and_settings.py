@@ -54,3 +54,10 @@ def test_bad_api_key_entry_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EXTRACTOR_API_KEYS", "no-colon-here")
     with pytest.raises(ValueError, match="tenant:key"):
         Settings()
+
+
+@pytest.mark.parametrize("entry", ["_shared:key", "bad/tenant:key", "with space:key"])
+def test_reserved_or_odd_tenant_names_are_refused(monkeypatch: pytest.MonkeyPatch, entry: str) -> None:
+    monkeypatch.setenv("EXTRACTOR_API_KEYS", entry)
+    with pytest.raises(ValueError, match="tenant"):
+        Settings()

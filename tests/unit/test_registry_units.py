@@ -80,3 +80,35 @@ def test_checks_refuse_with_a_pointer() -> None:
         check_definition(SchemaDefinition(json_schema=SCHEMA), RegistrySettings(max_schema_bytes=256))
     with pytest.raises(InvalidSchemaError, match="example"):
         check_definition(SchemaDefinition(json_schema=SCHEMA, examples=[{"total": "no"}]), limits)
+
+
+def test_recursive_schema_compiles_with_a_bounded_field_list() -> None:
+    tree = {
+        "type": "object",
+        "properties": {"root": {"$ref": "#/$defs/node"}},
+        "$defs": {
+            "node": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "children": {"type": "array", "items": {"$ref": "#/$defs/node"}},
+                },
+            }
+        },
+    }
+    compiled = compile_schema(SchemaVersion(name="tree", version=1, hash="h", json_schema=tree, created_at="now"))
+    lines = compiled.fields.splitlines()
+    assert lines[0] == "- root (object)"
+    assert 4 < len(lines) < 20
+    assert compiled.errors({"root": {"name": "a", "children": [{"name": "b", "children": []}]}}) == []
+
+
+def test_patterns_use_the_regex_engine_that_runs_them() -> None:
+    unicode = {"type": "object", "properties": {"word": {"type": "string", "pattern": "^\\p{Letter}+$"}}}
+    check_definition(SchemaDefinition(json_schema=unicode), RegistrySettings())
+    compiled = compile_schema(SchemaVersion(name="w", version=1, hash="h", json_schema=unicode, created_at="now"))
+    assert compiled.errors({"word": "Ünïcödé"}) == []
+    assert compiled.errors({"word": "no spaces"}) != []
+    bad = {"type": "object", "properties": {"a": {"type": "string", "pattern": "(unclosed"}}}
+    with pytest.raises(InvalidSchemaError, match="regex"):
+        check_definition(SchemaDefinition(json_schema=bad), RegistrySettings())

@@ -1,0 +1,163 @@
+"""Batch jobs when things fail under them: Redis errors in a chunk, a batch vanishing mid-stream, stale idempotency
+keys, malformed ids, Redis down under the queue. Real Redis (db 15); the chunk runner is driven directly where the
+fault has to land at one exact step."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from saq.job import Job
+
+from extractor import keys
+from extractor.errors import InvalidInputError
+from extractor.jobs.queue import open_queue
+from extractor.jobs.state import BatchStore, ItemStatus, new_batch_id
+from extractor.jobs.worker import ChunkRunner
+from extractor.services import Services
+from extractor.settings import JobsSettings
+from tests.integration.conftest import FakeModel, make_settings
+from tests.integration.test_batches import GOOD, JOBS, SlowModel, documents, open_client, submit
+
+pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning")
+
+SETTINGS = JobsSettings(concurrency=4, chunk_size=4, retry_base_s=0.01, transient_attempts=3)
+
+
+class FlakyStore(BatchStore):
+    """Our store, except that recording the outcome of item ``broken`` fails as if Redis dropped the connection."""
+
+    def __init__(self, redis: Redis, broken: int) -> None:
+        super().__init__(redis, 3600)
+        self.broken = broken
+
+    async def finish(self, batch_id: str, index: int, status: ItemStatus, result: dict[str, Any] | None) -> bool:
+        if index == self.broken:
+            raise RedisConnectionError("connection reset")
+        return await super().finish(batch_id, index, status, result)
+
+
+class Extraction:
+    """Stands in for the pipeline: item ``slow`` never ends by itself; others raise the scripted errors in turn."""
+
+    def __init__(self, slow: str, errors: list[Exception]) -> None:
+        self.slow = slow
+        self.errors = errors
+        self.calls: list[str] = []
+        self.cancelled: list[str] = []
+
+    async def extract(self, tenant: str, schema_ref: str, text: str, options: Any) -> Any:
+        self.calls.append(text)
+        if text == self.slow:
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                self.cancelled.append(text)
+                raise
+        raise self.errors.pop(0) if len(self.errors) > 1 else self.errors[0]
+
+
+async def new_batch(store: BatchStore, count: int) -> str:
+    batch_id = new_batch_id()
+    docs = [(f"d{n}", f"text {n}") for n in range(count)]
+    await store.create(
+        batch_id, tenant="t", schema_ref="receipt@1", options={}, documents=docs, chunk_size=4, digest="x"
+    )
+    return batch_id
+
+
+def runner(store: BatchStore, extraction: Extraction) -> ChunkRunner:
+    return ChunkRunner(cast("Services", SimpleNamespace(extraction=extraction)), store, SETTINGS)
+
+
+def job(*, attempts: int, retries: int) -> dict[str, Any]:
+    return {"job": Job("extract_chunk", retries=retries, attempts=attempts, heartbeat=0)}
+
+
+async def test_a_failing_item_cancels_its_siblings_and_the_last_attempt_fails_the_chunk(redis: Redis) -> None:
+    store = FlakyStore(redis, broken=0)
+    batch_id = await new_batch(store, 4)
+    extraction = Extraction(slow="text 1", errors=[InvalidInputError("bad")])
+    chunk = runner(store, extraction)
+    with pytest.raises(ExceptionGroup):
+        await chunk.run_chunk(job(attempts=1, retries=3), batch_id=batch_id, start=0, stop=4)
+    assert extraction.cancelled == ["text 1"]  # not left running while the queue retries the chunk
+    before = await store.get(batch_id)
+    assert before.finished_at is None
+    assert before.counts["running"] == 2  # the broken item and the interrupted one wait for the retry
+    extraction.calls.clear()
+    assert await chunk.run_chunk(job(attempts=3, retries=3), batch_id=batch_id, start=0, stop=4) == 0
+    assert sorted(extraction.calls) == ["text 0", "text 1"]  # the finished items were not redone
+    record = await store.get(batch_id)
+    assert record.finished_at is not None
+    assert record.counts == {"queued": 0, "running": 0, "ok": 0, "empty": 0, "failed": 4, "cancelled": 0}
+    lines = {i: json.loads(line) for i, line in (await redis.hgetall(keys.batch_results(batch_id))).items()}
+    assert lines["0"]["error"]["type"] == "chunk-abandoned"
+    assert lines["0"]["id"] == "d0"
+    assert "3 attempts" in lines["1"]["error"]["detail"]
+    assert lines["2"]["error"]["type"] == "invalid-input"  # finished before the chunk gave up: kept
+    assert 0 < await redis.ttl(keys.batch_results(batch_id)) <= 3600
+
+
+async def test_redis_errors_inside_extraction_are_retried_with_backoff(redis: Redis) -> None:
+    store = BatchStore(redis, 3600)
+    batch_id = await new_batch(store, 1)
+    errors: list[Exception] = [RedisConnectionError("blip"), RedisConnectionError("blip"), InvalidInputError("bad")]
+    extraction = Extraction(slow="none", errors=errors)
+    assert await runner(store, extraction).run_chunk(job(attempts=1, retries=3), batch_id=batch_id, start=0, stop=1)
+    assert len(extraction.calls) == 3
+    line = json.loads(await redis.hget(keys.batch_results(batch_id), "0") or "{}")
+    assert line["error"]["type"] == "invalid-input"
+    assert line["error"]["tries"] == 3
+
+
+async def test_results_stream_ends_when_the_batch_vanishes(redis: Redis, fake_model: FakeModel) -> None:
+    fake_model.reply(GOOD)
+    slow = SlowModel(fake_model, delay_s=0.2)
+    async with open_client(make_settings(jobs={**JOBS, "concurrency": 1, "chunk_size": 1}), slow.handler) as client:
+        batch_id = (await submit(client, documents(40))).json()["batch_id"]
+        stream = asyncio.create_task(client.get(f"/v1/batches/{batch_id}/results", params={"wait": "true"}))
+        while len(slow.started) < 3:  # noqa: ASYNC110  (the stream is waiting on item 2 by now)
+            await asyncio.sleep(0.02)
+        await BatchStore(redis, 60).delete(batch_id)
+        response = await asyncio.wait_for(stream, timeout=5)
+        assert response.status_code == 200
+        assert len(response.text.splitlines()) < 40
+
+
+async def test_idempotency_key_of_a_vanished_batch_binds_afresh(client: AsyncTestClient[Any], redis: Redis) -> None:
+    headers = {"Idempotency-Key": "nightly"}
+    first = (await submit(client, documents(2), headers=headers)).json()["batch_id"]
+    await BatchStore(redis, 60).delete(first)
+    again = await submit(client, documents(2), headers=headers)
+    assert again.status_code == 202, again.text
+    second = again.json()["batch_id"]
+    assert second != first
+    replay = await submit(client, documents(2), headers=headers)
+    assert (replay.status_code, replay.json()["batch_id"]) == (200, second)
+
+
+@pytest.mark.parametrize("suffix", [":docs", ":items", ":ids"])
+async def test_a_malformed_batch_id_is_404(client: AsyncTestClient[Any], fake_model: FakeModel, suffix: str) -> None:
+    fake_model.reply(GOOD)
+    batch_id = (await submit(client, documents(2))).json()["batch_id"]
+    for method, path in [("GET", ""), ("GET", "/results"), ("GET", "/events"), ("DELETE", "")]:
+        response = await client.request(method, f"/v1/batches/{batch_id}{suffix}{path}")
+        assert response.status_code == 404, (method, path, response.text)
+        assert response.json()["type"] == "batch-not-found"
+
+
+async def test_dequeue_backs_off_while_redis_is_down() -> None:
+    queue = open_queue("redis://127.0.0.1:1/0")
+    started = time.monotonic()
+    assert await queue.dequeue(timeout=1) is None
+    assert await queue.dequeue(timeout=1) is None
+    assert time.monotonic() - started >= 0.3  # 0.1 s then 0.2 s, not a spin
+    await queue.redis.aclose()
