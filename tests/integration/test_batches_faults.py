@@ -15,16 +15,19 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from saq.job import Job
+from saq.types import Context
 
 from extractor import keys
 from extractor.errors import InvalidInputError
-from extractor.jobs.queue import open_queue
+from extractor.jobs.queue import BatchQueue, open_queue
+from extractor.jobs.service import BatchService
 from extractor.jobs.state import BatchStore, ItemStatus, new_batch_id
 from extractor.jobs.worker import ChunkRunner
+from extractor.registry.service import SchemaRegistry
 from extractor.services import Services
 from extractor.settings import JobsSettings
-from tests.integration.conftest import FakeModel, make_settings
-from tests.integration.test_batches import GOOD, JOBS, SlowModel, documents, open_client, submit
+from tests.integration.conftest import FakeModel
+from tests.integration.test_batches import GOOD, documents, submit
 
 pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning")
 
@@ -45,17 +48,24 @@ class FlakyStore(BatchStore):
 
 
 class Extraction:
-    """Stands in for the pipeline: item ``slow`` never ends by itself; others raise the scripted errors in turn."""
+    """Stands in for the pipeline: item ``slow`` never ends by itself, ``gated`` waits for it to start; all but
+    ``slow`` raise the scripted errors in turn."""
 
-    def __init__(self, slow: str, errors: list[Exception]) -> None:
+    def __init__(self, slow: str, errors: list[Exception], gated: str = "") -> None:
         self.slow = slow
+        self.gated = gated
         self.errors = errors
         self.calls: list[str] = []
         self.cancelled: list[str] = []
+        self.slow_started = asyncio.Event()
 
     async def extract(self, tenant: str, schema_ref: str, text: str, options: Any) -> Any:
         self.calls.append(text)
+        if text == self.gated:
+            await self.slow_started.wait()  # it fails only once the slow one is under way
+            await asyncio.sleep(0.1)  # and the others have settled
         if text == self.slow:
+            self.slow_started.set()
             try:
                 await asyncio.sleep(60)
             except asyncio.CancelledError:
@@ -77,14 +87,14 @@ def runner(store: BatchStore, extraction: Extraction) -> ChunkRunner:
     return ChunkRunner(cast("Services", SimpleNamespace(extraction=extraction)), store, SETTINGS)
 
 
-def job(*, attempts: int, retries: int) -> dict[str, Any]:
-    return {"job": Job("extract_chunk", retries=retries, attempts=attempts, heartbeat=0)}
+def job(*, attempts: int, retries: int) -> Context:
+    return cast("Context", {"job": Job("extract_chunk", retries=retries, attempts=attempts, heartbeat=0)})
 
 
 async def test_a_failing_item_cancels_its_siblings_and_the_last_attempt_fails_the_chunk(redis: Redis) -> None:
     store = FlakyStore(redis, broken=0)
     batch_id = await new_batch(store, 4)
-    extraction = Extraction(slow="text 1", errors=[InvalidInputError("bad")])
+    extraction = Extraction(slow="text 1", errors=[InvalidInputError("bad")], gated="text 0")
     chunk = runner(store, extraction)
     with pytest.raises(ExceptionGroup):
         await chunk.run_chunk(job(attempts=1, retries=3), batch_id=batch_id, start=0, stop=4)
@@ -118,18 +128,24 @@ async def test_redis_errors_inside_extraction_are_retried_with_backoff(redis: Re
     assert line["error"]["tries"] == 3
 
 
-async def test_results_stream_ends_when_the_batch_vanishes(redis: Redis, fake_model: FakeModel) -> None:
-    fake_model.reply(GOOD)
-    slow = SlowModel(fake_model, delay_s=0.2)
-    async with open_client(make_settings(jobs={**JOBS, "concurrency": 1, "chunk_size": 1}), slow.handler) as client:
-        batch_id = (await submit(client, documents(40))).json()["batch_id"]
-        stream = asyncio.create_task(client.get(f"/v1/batches/{batch_id}/results", params={"wait": "true"}))
-        while len(slow.started) < 3:  # noqa: ASYNC110  (the stream is waiting on item 2 by now)
-            await asyncio.sleep(0.02)
-        await BatchStore(redis, 60).delete(batch_id)
-        response = await asyncio.wait_for(stream, timeout=5)
-        assert response.status_code == 200
-        assert len(response.text.splitlines()) < 40
+async def test_results_stream_ends_when_the_batch_vanishes(redis: Redis) -> None:
+    store = BatchStore(redis, 3600)
+    batch_id = await new_batch(store, 3)
+    await store.claim(batch_id, 0)
+    await store.finish(batch_id, 0, ItemStatus.OK, {"id": "d0", "index": 0, "status": "ok"})
+    service = BatchService(store, cast("BatchQueue", None), cast("SchemaRegistry", None), SETTINGS)
+    lines: list[str] = []
+
+    async def follow() -> None:
+        async for line in await service.results("t", batch_id, wait=True):
+            lines.append(line)  # noqa: PERF401 (read as they come)
+
+    stream = asyncio.create_task(follow())
+    await asyncio.sleep(0.3)  # the stream waits on item 1
+    assert len(lines) == 1
+    await store.delete(batch_id)
+    await asyncio.wait_for(stream, timeout=2)
+    assert [json.loads(line)["id"] for line in lines] == ["d0"]
 
 
 async def test_idempotency_key_of_a_vanished_batch_binds_afresh(client: AsyncTestClient[Any], redis: Redis) -> None:
