@@ -260,11 +260,16 @@ class Report:
         rows = [(name, summary) for name, summary in self.fields.items()] + [("overall", self.overall)]
         header = ("field", "cells", *_HEADERS)
         body = [(name, str(summary.cells), *(_format(getattr(summary, m)) for m in _METRICS)) for name, summary in rows]
-        widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
-        lines = [_format_row(header, widths), _format_row(tuple("-" * w for w in widths), widths)]
-        lines += [_format_row(row, widths) for row in body]
-        lines.append(f"{self.documents} documents; intervals are value [low, high] at z = {self.z:g}")
-        return "\n".join(lines)
+        return _render(header, body, f"{self.documents} documents; intervals are value [low, high] at z = {self.z:g}")
+
+
+def _render(header: Sequence[str], body: Sequence[Sequence[str]], footer: str) -> str:
+    """Columns sized to their widest cell, a rule under the header, and a footer line."""
+    widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
+    lines = [_format_row(tuple(header), widths), _format_row(tuple("-" * w for w in widths), widths)]
+    lines += [_format_row(tuple(row), widths) for row in body]
+    lines.append(footer)
+    return "\n".join(lines)
 
 
 def _format(estimate: Estimate) -> str:
@@ -395,11 +400,8 @@ class Comparison:
         rows = [*self.fields.items(), ("overall", self.overall)]
         header = ("field", *_HEADERS)
         body = [(name, *(_format_difference(row[m]) for m in _METRICS)) for name, row in rows]
-        widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
-        lines = [_format_row(header, widths), _format_row(tuple("-" * w for w in widths), widths)]
-        lines += [_format_row(row, widths) for row in body]
-        lines.append(f"B - A on {self.documents} documents; * marks an interval that excludes 0 (z = {self.z:g})")
-        return "\n".join(lines)
+        footer = f"B - A on {self.documents} documents; * marks an interval that excludes 0 (z = {self.z:g})"
+        return _render(header, body, footer)
 
 
 def _format_difference(estimate: Estimate) -> str:

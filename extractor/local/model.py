@@ -14,12 +14,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 
 from extractor.errors import ModelUnavailableError
-from extractor.local.process import free_port, spawn, terminate, wait_until
+from extractor.local.process import ChildService, free_port, spawn, terminate, wait_until
 
 __all__ = ["MODEL_ALIAS", "LocalModelServer", "find_bundled_model", "local_model_available"]
 
@@ -69,7 +68,7 @@ def _default_threads() -> int:
     return max(os.cpu_count() or 1, 1)
 
 
-class LocalModelServer:
+class LocalModelServer(ChildService):
     """``python -m llama_cpp.server`` as a child process serving one GGUF under the name ``model_name``."""
 
     def __init__(
@@ -144,15 +143,6 @@ class LocalModelServer:
         if self._proc is not None:
             terminate(self._proc, grace_s=_STOP_GRACE_S)
         self._proc, self._base_url = None, None
-
-    def __enter__(self) -> LocalModelServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def command(self, model_path: Path, port: int) -> list[str]:
         """The server's argv; every setting that matters is explicit so the environment cannot change it."""

@@ -18,6 +18,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 __all__ = ["die_with_parent", "free_port", "spawn", "terminate", "wait_until"]
 
@@ -112,3 +114,22 @@ def wait_until(
         if time.monotonic() >= deadline:
             raise error(f"{what} did not become ready within {timeout_s:.0f}s; see {log_path}")
         time.sleep(_POLL_INTERVAL_S)
+
+
+class ChildService:
+    """A child server used as a context manager: ``with X(...) as x:`` starts it and always stops it."""
+
+    def start(self) -> str:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

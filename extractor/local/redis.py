@@ -14,13 +14,12 @@ import logging
 import os
 import subprocess
 from pathlib import Path
-from types import TracebackType
 from urllib.parse import quote
 
 import redis
 
 from extractor.errors import StoreUnavailableError
-from extractor.local.process import free_port, spawn, terminate, wait_until
+from extractor.local.process import ChildService, free_port, spawn, terminate, wait_until
 
 __all__ = ["BundledRedis", "find_redis_server"]
 
@@ -61,7 +60,7 @@ def _quote(value: str) -> str:
     return f'"{escaped}"'
 
 
-class BundledRedis:
+class BundledRedis(ChildService):
     """A persistent redis-server child process whose data lives in ``data_dir``.
 
     Listens on a unix socket in ``data_dir`` (mode 700) when the path fits in ``sun_path``, else on a free
@@ -126,15 +125,6 @@ class BundledRedis:
             except subprocess.TimeoutExpired:
                 logger.warning("bundled redis-server (pid %d) did not exit after SHUTDOWN", proc.pid)
         self._discard()
-
-    def __enter__(self) -> BundledRedis:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _discard(self) -> None:
         """Make sure the child is gone (SIGTERM, then SIGKILL) and forget it."""
