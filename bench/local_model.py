@@ -101,6 +101,7 @@ async def overhead(services: Services, rounds: int) -> dict[str, Any]:
             "median_ms": round(median * 1000, 1),
             "tokens_per_s": round(sum(tokens[name]) / sum(timings[name]), 1),
             "completion_tokens_median": statistics.median(tokens[name]),
+            "samples_ms": [round(t * 1000, 1) for t in timings[name]],
         }
     rows["ratio"] = {"median_ms": round(rows["extractor"]["median_ms"] / rows["llama.cpp direct"]["median_ms"], 3)}
     return rows
@@ -214,9 +215,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             await _register(services)
             report: dict[str, Any] = {"machine": machine(), "overhead": await overhead(services, args.rounds)}
-            # Reported without grounding's verdict applied (annotate), then with it (strict): same prompts, seed 0.
-            report["snips"] = [await snips(services, args.n, mode) for mode in ("annotate", "strict")]
-            report["prompts"] = await prompt_styles(services, args.prompt_n)
+            if not args.overhead_only:
+                # Without grounding's verdict applied (annotate), then with it (strict): same prompts, seed 0.
+                report["snips"] = [await snips(services, args.n, mode) for mode in ("annotate", "strict")]
+                report["prompts"] = await prompt_styles(services, args.prompt_n)
         finally:
             await services.aclose()
     return report
@@ -229,15 +231,15 @@ def main() -> None:
     parser.add_argument("--prompt-n", type=int, default=35, help="SNIPS utterances for the prompt-style comparison")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--overhead-only", action="store_true", help="Skip the SNIPS and prompt-style parts")
     args = parser.parse_args()
     report = asyncio.run(run(args))
-    overhead_rows = [[name, *row.values()] for name, row in report["overhead"].items() if name != "ratio"]
+    overhead_rows = [[name, *list(row.values())[:3]] for name, row in report["overhead"].items() if name != "ratio"]
     print(table(["path", "median ms", "tokens/s", "completion tokens"], overhead_rows))
     print(f"overhead ratio (extractor / direct, median latency): {report['overhead']['ratio']['median_ms']}")
-    keys = list(report["snips"][0])
-    print(table(keys, [list(row.values()) for row in report["snips"]]))
-    keys = list(report["prompts"][0])
-    print(table(keys, [list(row.values()) for row in report["prompts"]]))
+    for part in ("snips", "prompts"):
+        if part in report:
+            print(table(list(report[part][0]), [list(row.values()) for row in report[part]]))
     write_json(args.json, report)
 
 
