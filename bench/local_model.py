@@ -109,6 +109,7 @@ async def overhead(services: Services, rounds: int) -> dict[str, Any]:
 
 async def snips(services: Services, n: int, grounding: str) -> dict[str, Any]:
     sample = _snips_sample(n)
+    failures: dict[str, int] = {}
     valid = empty = predicted = ungrounded = gold_total = gold_hit = correct_pred = 0
     for record in sample:
         gold = {k: v[0] for k, v in record["expected"]["slots"].items()}
@@ -121,7 +122,8 @@ async def snips(services: Services, n: int, grounding: str) -> dict[str, Any]:
                 record["text"],
                 ExtractOptions(grounding=grounding, cache=False),
             )
-        except ExtractionFailedError:
+        except ExtractionFailedError as exc:
+            failures[exc.code] = failures.get(exc.code, 0) + 1
             continue
         valid += 1
         data = result.data or {}
@@ -141,6 +143,7 @@ async def snips(services: Services, n: int, grounding: str) -> dict[str, Any]:
         "precision_exact": round(correct_pred / predicted, 3) if predicted else None,
         "values_predicted": predicted,
         "ungrounded_share": round(ungrounded / predicted, 3) if predicted else None,
+        "failures": failures,
     }
 
 
