@@ -236,6 +236,24 @@ def _convert_single_quotes(tokens: _Tokens) -> tuple[_Tokens, tuple[str, ...]]:
     return tuple(out), tuple(repairs)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f]")
+_CONTROL_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_control_characters(tokens: _Tokens) -> tuple[_Tokens, tuple[str, ...]]:
+    """Escape raw control characters (a newline, a tab) inside strings: JSON forbids them, the data is the same."""
+    out: list[_Token] = []
+    repairs: list[str] = []
+    for token in tokens:
+        if token.kind == "string" and _CONTROL.search(token.text):
+            escaped = _CONTROL.sub(lambda m: _CONTROL_ESCAPES.get(m[0], f"\\u{ord(m[0]):04x}"), token.text)
+            out.append(replace(token, text=escaped))
+            repairs.append(f"escaped control characters inside the string at offset {token.offset}")
+        else:
+            out.append(token)
+    return tuple(out), tuple(repairs)
+
+
 def _replace_python_literals(tokens: _Tokens) -> tuple[_Tokens, tuple[str, ...]]:
     """Turn Python's ``True``/``False``/``None`` (outside strings) into JSON's ``true``/``false``/``null``."""
     out: list[_Token] = []
@@ -303,6 +321,7 @@ def _remove_trailing_commas(tokens: _Tokens) -> tuple[_Tokens, tuple[str, ...]]:
 _WINDOW_STEPS: tuple[_WindowStep, ...] = (_strip_bom, _strip_code_fence, _isolate_value)
 _TOKEN_STEPS: tuple[_TokenStep, ...] = (
     _convert_single_quotes,
+    _escape_control_characters,
     _replace_python_literals,
     _close_truncated,
     _remove_trailing_commas,

@@ -236,3 +236,9 @@ def test_non_finite_numbers_from_json_dumps_are_refused(value: float) -> None:
 def test_repair_error_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="second JSON value"):
         parse_json("[1][2]")
+
+
+def test_raw_control_characters_inside_strings_are_escaped() -> None:
+    repaired = parse_json('{"note": "line one\nline\ttwo", "n": 1}')
+    assert repaired.value == {"note": "line one\nline\ttwo", "n": 1}
+    assert repaired.repairs == ("escaped control characters inside the string at offset 9",)
