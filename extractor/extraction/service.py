@@ -7,9 +7,12 @@ Each step is a plain function in its own module; this class only sequences them 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from redis.exceptions import RedisError
 
 from extractor.errors import ExtractionFailedError, PayloadTooLargeError, TruncatedOutputError
 from extractor.extraction.cache import ResultCache, cache_digest
@@ -27,6 +30,8 @@ from extractor.registry.service import SchemaRegistry
 from extractor.settings import ExtractionSettings
 
 __all__ = ["ExtractionService"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -107,12 +112,19 @@ class ExtractionService:
         level = await self._prober.level()
         attempts = await self._call_until_valid(schema, text, level, resolved, clock)
         result = self._finish(schema, text, model_name, level, attempts, resolved["grounding"], clock)
-        if options.cache:  # independent writes: one round trip of waiting, not two
-            writes = [self._cache.put(tenant, digest, result)]
-            if self._results_log is not None:
-                writes.append(self._results_log.append(tenant, attempts[0].messages[:2], result))
-            await asyncio.gather(*writes)
+        if options.cache:
+            await self._remember(tenant, digest, attempts[0].messages[:2], result)
         return result
+
+    async def _remember(self, tenant: str, digest: str, prompt: list[Message], result: ExtractionResult) -> None:
+        """Cache the result and keep it for export, best-effort: a paid, valid answer is never lost to a Redis fault."""
+        writes = [self._cache.put(tenant, digest, result)]  # independent writes: one round trip of waiting
+        if self._results_log is not None:
+            writes.append(self._results_log.append(tenant, prompt, result))
+        try:
+            await asyncio.gather(*writes)
+        except RedisError as exc:
+            log.warning("result not cached (Redis: %s); answering it anyway", exc)
 
     def _resolve_options(self, options: ExtractOptions) -> dict[str, Any]:
         return {

@@ -209,3 +209,20 @@ async def test_strict_grounding_keeps_data_valid(client: AsyncTestClient[Any], f
     assert body["fields"]["/tags/1"]["span"] == [10, 14]
     assert any("/tags/1" in line and "removed" in line for line in body["repairs"])
     assert any(line.startswith("/pair: invalid") for line in body["repairs"])
+
+
+async def test_a_cache_write_fault_does_not_lose_the_answer(
+    client: AsyncTestClient[Any], fake_model: FakeModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from extractor.extraction.cache import ResultCache
+
+    async def failing_put(*_: Any) -> None:
+        raise RedisConnectionError("Redis went away after the model answered")
+
+    monkeypatch.setattr(ResultCache, "put", failing_put)
+    fake_model.reply(GOOD)
+    response = await extract(client)
+    assert response.status_code == 200
+    assert response.json()["data"] == GOOD
