@@ -1,7 +1,7 @@
 """Named, versioned schemas in Redis: validate on write, immutable versions, compiled validators kept in memory.
 
-A tenant sees its own schemas and, beneath them, the bundled ones (``keys.SHARED_TENANT``): a tenant's schema
-of the same name shadows the bundled one.
+A tenant sees its own schemas and, beside them, the bundled ones (``keys.SHARED_TENANT``), whose names are
+reserved: a tenant cannot register a schema of the same name.
 """
 
 from __future__ import annotations
@@ -78,13 +78,14 @@ class SchemaRegistry:
                         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
                         **definition.model_dump(),
                     )
-                    compile_schema(version)  # what extraction will need must work now, not at the first request
+                    compiled = compile_schema(version)  # what extraction needs must work now, not at first use
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.set(keys.schema_version(tenant, name, version.version), version.model_dump_json())
                     pipe.hset(meta_key, mapping={"latest": version.version, "retired": 0})
                     pipe.sadd(keys.schema_names(tenant), name)
                     await pipe.execute()
                     self._forget(name)
+                    self._keep_compiled(tenant, name, version.version, compiled)
                     return version, True
                 except WatchError:
                     continue
@@ -172,11 +173,13 @@ class SchemaRegistry:
 
     async def _compiled_version(self, owner: str, name: str, number: int) -> CompiledSchema:
         """Versions are immutable, so a compiled one is kept in memory for good (bounded)."""
-        memo = f"{owner}\0{name}\0{number}"
-        compiled = self._compiled.get(memo)
+        compiled = self._compiled.get(f"{owner}\0{name}\0{number}")
         if compiled is None:
             compiled = compile_schema(await self._load(owner, name, number))
-            if len(self._compiled) >= _COMPILED_CACHE_SIZE:
-                self._compiled.pop(next(iter(self._compiled)))
-            self._compiled[memo] = compiled
+            self._keep_compiled(owner, name, number, compiled)
         return compiled
+
+    def _keep_compiled(self, owner: str, name: str, number: int, compiled: CompiledSchema) -> None:
+        if len(self._compiled) >= _COMPILED_CACHE_SIZE:
+            self._compiled.pop(next(iter(self._compiled)))
+        self._compiled[f"{owner}\0{name}\0{number}"] = compiled
