@@ -212,8 +212,8 @@ class ExtractionService:
         fields = None if grounding == "off" else ground(data, text)
         if fields is not None and grounding == "strict":
             data, removed = apply_strict(data, fields)
-            data = _null_invalid(schema, data, state.repairs)
             state.repairs.extend(removed)
+            data = _null_invalid(schema, data, state.repairs)
             fields = ground(data, text)
         empty = is_empty(data, fields)
         clock.lap("grounding")
