@@ -181,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.batch", description=__doc__.splitlines()[0])
     parser.add_argument("--documents", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=64, help="Per worker (jobs.concurrency).")
-    parser.add_argument("--chunk-size", type=int, default=4)
+    parser.add_argument("--chunk-size", type=int, default=16)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--latency-ms", type=float, default=100.0)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14", help="Flushed before each run.")

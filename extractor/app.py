@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx2
 from litestar import Litestar, Request, Response
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
@@ -116,16 +115,15 @@ async def _register_bundled(services: Services, bundled: Mapping[str, SchemaDefi
 def create_app(
     settings: Settings | None = None,
     *,
-    http_client: httpx2.AsyncClient | None = None,
     model_alive: Callable[[], bool] | None = None,
 ) -> Litestar:
-    """Build the app. ``http_client`` fakes the model at the transport in tests; ``model_alive`` reports a child."""
+    """Build the app. ``model_alive`` reports whether a child model server still runs (``extractor serve``)."""
     settings = settings or Settings()
     bundled = read_definitions(bundled_schema_dir(settings))
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        services = build_services(settings, http_client=http_client, model_alive=model_alive)
+        services = build_services(settings, model_alive=model_alive)
         app.state.services = services
         registering = asyncio.create_task(_register_bundled(services, bundled))
         try:

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-import httpx2
-from openai import AsyncOpenAI
 from redis.asyncio import Redis
 
 from extractor.errors import InvalidInputError
@@ -45,10 +43,9 @@ class Services:
 def build_services(
     settings: Settings,
     *,
-    http_client: httpx2.AsyncClient | None = None,
     model_alive: Callable[[], bool] | None = None,
 ) -> Services:
-    """Wire the clients from settings. ``http_client`` lets tests fake the model at the HTTP transport."""
+    """Wire the clients from settings."""
     if settings.redis_url is None:
         raise InvalidInputError("no Redis: set EXTRACTOR_REDIS_URL or start with `extractor serve`")
     if settings.model_base_url is None:
@@ -56,14 +53,13 @@ def build_services(
     redis: Redis = Redis.from_url(
         settings.redis_url, decode_responses=True, socket_connect_timeout=2, socket_timeout=10
     )
-    client = AsyncOpenAI(
-        base_url=settings.model_base_url,
-        api_key=settings.model_api_key.get_secret_value(),
-        timeout=settings.model_timeout_s,
+    model = ModelClient(
+        settings.model_base_url,
+        settings.model_api_key.get_secret_value(),
+        model=settings.model_name,
+        timeout_s=settings.model_timeout_s,
         max_retries=settings.model_max_retries,
-        http_client=http_client,
     )
-    model = ModelClient(client, settings.model_name)
     forced = EnforcementLevel(settings.model_enforcement) if settings.model_enforcement else None
     registry = SchemaRegistry(redis, settings.registry)
     results_log = ResultsLog(redis, settings.cache.keep_results)

@@ -70,7 +70,7 @@ class JobsSettings(BaseModel):
     max_documents: int = Field(10_000, ge=1)
     max_document_bytes: int = Field(1_000_000, ge=1)
     run_in_serve: bool = Field(True, description="Run a batch worker inside `extractor serve`.")
-    chunk_size: int = Field(4, ge=1, le=256, description="Documents per queue job (fewer queue round trips).")
+    chunk_size: int = Field(16, ge=1, le=256, description="Documents per queue job (fewer queue round trips).")
     transient_attempts: int = Field(5, ge=1, description="Tries per document on transient upstream errors.")
     retry_base_s: float = Field(0.5, ge=0, description="First backoff delay; doubles per try, or `Retry-After`.")
     retry_max_s: float = Field(30.0, ge=0, description="Longest backoff delay between tries of one document.")
@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     model_api_key: SecretStr = SecretStr("not-needed")
     model_name: str | None = Field(None, description="Model id; unset: the first one the endpoint lists.")
     model_timeout_s: float = Field(60.0, gt=0)
-    model_max_retries: int = Field(2, ge=0, description="Network retries, owned by the openai client alone.")
+    model_max_retries: int = Field(2, ge=0, description="Network retries, owned by the model client alone.")
     model_enforcement: EnforcementLevelName | None = Field(None, description="Skip probing and use this level.")
     api_keys: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,

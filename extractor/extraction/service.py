@@ -7,8 +7,11 @@ Each step is a plain function in its own module; this class only sequences them 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +32,10 @@ from extractor.registry.compiled import CompiledSchema
 from extractor.registry.service import SchemaRegistry
 from extractor.settings import ExtractionSettings
 
-__all__ = ["ExtractionService"]
+__all__ = ["ExtractionService", "ModelGate"]
+
+ModelGate = Callable[[], AbstractAsyncContextManager[None]]
+"""Entered around each model call: the batch worker's permit and claim. What it raises ends the extraction."""
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +93,15 @@ class ExtractionService:
         self._settings = settings
         self._results_log = results_log
 
-    async def extract(self, tenant: str, schema_ref: str, text: str, options: ExtractOptions) -> ExtractionResult:
+    async def extract(
+        self,
+        tenant: str,
+        schema_ref: str,
+        text: str,
+        options: ExtractOptions,
+        *,
+        model_gate: ModelGate | None = None,
+    ) -> ExtractionResult:
         clock = _Clock()
         if len(text) > self._settings.max_text_chars:
             raise PayloadTooLargeError(
@@ -110,7 +124,7 @@ class ExtractionService:
             # This request spent no tokens: usage and attempts say what it cost, not what the first one did.
             return hit.model_copy(update={"cached": True, "attempts": 0, "usage": Usage(), "timings_ms": clock.total()})
         level = await self._prober.level()
-        attempts = await self._call_until_valid(schema, text, level, resolved, clock)
+        attempts = await self._call_until_valid(schema, text, level, resolved, clock, model_gate)
         result = self._finish(schema, text, model_name, level, attempts, resolved["grounding"], clock)
         if options.cache:
             await self._remember(tenant, digest, attempts[0].messages[:2], result)
@@ -134,13 +148,20 @@ class ExtractionService:
         }
 
     async def _call_until_valid(
-        self, schema: CompiledSchema, text: str, level: EnforcementLevel, options: dict[str, Any], clock: _Clock
+        self,
+        schema: CompiledSchema,
+        text: str,
+        level: EnforcementLevel,
+        options: dict[str, Any],
+        clock: _Clock,
+        gate: ModelGate | None,
     ) -> tuple[_Attempts, dict[str, Any]]:
         """Call, repair, coerce and validate; re-ask with the errors until valid, out of attempts or over budget."""
         state = _Attempts(messages=build_messages(schema, text))
         fmt = response_format(level, schema.wire_schema, schema.strict)
         while state.count < options["max_attempts"] and state.usage.total_tokens < self._settings.token_budget:
-            reply = await self._call(state, fmt, options, clock)
+            async with gate() if gate is not None else contextlib.nullcontext():
+                reply = await self._call(state, fmt, options, clock)
             data = self._parse_and_check(schema, reply, state)
             clock.lap("validate")
             if data is not None:

@@ -1,6 +1,6 @@
 """Which item failures the queue retries, and how long it waits.
 
-One retry owner per failure kind: the openai client retries network faults itself (``model_max_retries``);
+One retry owner per failure kind: the model client retries network faults itself (``model_max_retries``);
 what still surfaces as a transient upstream error is retried here, per document, with backoff that honours the
 upstream's ``Retry-After``. Redis failing under the pipeline (a blip, a failover) is transient too. Everything else
 fails the document at once.

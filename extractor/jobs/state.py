@@ -76,18 +76,22 @@ end
 """
 
 # KEYS: record, items, results. ARGV: index, final status, result JSON ('' for none), now.
-# Only a running item finishes: the second of two racing runs of one item writes nothing.
+# Only an unfinished item finishes: the second of two racing runs of one item writes nothing. An item can finish
+# straight from queued (a cache hit makes no model call, so it never passed the claim); a cancel has already
+# turned every queued item cancelled, so a queued item here belongs to a live batch.
 _FINISH = (
     _EXPIRE_LIKE_RECORD
     + """
-if redis.call('HGET', KEYS[2], ARGV[1]) ~= 'running' then return 0 end
+local was = redis.call('HGET', KEYS[2], ARGV[1])
+if was ~= 'running' and was ~= 'queued' then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 if ARGV[3] ~= '' then
   redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
   expire_like_record(KEYS[1], KEYS[3])
 end
-redis.call('HINCRBY', KEYS[1], 'running', -1)
+redis.call('HINCRBY', KEYS[1], was, -1)
 redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+redis.call('HSETNX', KEYS[1], 'started_at', ARGV[4])
 if tonumber(redis.call('HGET', KEYS[1], 'queued')) + tonumber(redis.call('HGET', KEYS[1], 'running')) == 0 then
   redis.call('HSETNX', KEYS[1], 'finished_at', ARGV[4])
 end
@@ -328,13 +332,25 @@ class BatchStore:
         raw = await self._redis.lrange(keys.batch_documents(batch_id), start, stop - 1)
         return [json.loads(item) for item in raw]
 
+    async def unfinished(self, batch_id: str, start: int, stop: int) -> list[tuple[int, dict[str, str]]]:
+        """(index, document) of the items ``start`` to ``stop - 1`` that are still queued or running."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.lrange(keys.batch_documents(batch_id), start, stop - 1)
+            pipe.hmget(keys.batch_items(batch_id), [str(i) for i in range(start, stop)])
+            raw, statuses = await pipe.execute()
+        return [
+            (start + n, json.loads(item))
+            for n, (item, status) in enumerate(zip(raw, statuses, strict=False))
+            if status in (ItemStatus.QUEUED.value, ItemStatus.RUNNING.value)
+        ]
+
     async def claim(self, batch_id: str, index: int) -> Claim:
         answer = await self._claim(keys=[keys.batch(batch_id), keys.batch_items(batch_id)], args=[index, time.time()])
         return Claim(str(answer))
 
-    async def finish(self, batch_id: str, index: int, status: ItemStatus, result: dict[str, Any] | None) -> bool:
-        """Record the final status (and result line) of a running item; False if it was already final."""
-        payload = json.dumps(result) if result is not None else ""
+    async def finish(self, batch_id: str, index: int, status: ItemStatus, line: str | None) -> bool:
+        """Record the final status (and result line, encoded JSON) of an item; False if it was already final."""
+        payload = line if line is not None else ""
         written = await self._finish(
             keys=[keys.batch(batch_id), keys.batch_items(batch_id), keys.batch_results(batch_id)],
             args=[index, status.value, payload, time.time()],

@@ -1,7 +1,10 @@
 """The batch worker: SAQ hands out chunks, each item runs the extraction pipeline under a per-worker limit.
 
-Per item: take a permit (``jobs.concurrency`` model calls at once per worker), claim the item (a cancelled batch
-starts nothing new; a finished item is skipped), extract with transient retries, record the outcome once.
+Per item: extract with transient retries, then record the outcome once. Before each model call the item takes a
+permit (``jobs.concurrency`` model calls at once per worker) and then claims itself: a cancelled batch starts no
+new model call, and an item another run finished is dropped. The permit covers the model call and nothing else,
+so Redis round trips and the pipeline's own work never idle a permit. A cache hit makes no model call and needs
+neither.
 A heartbeat keeps a live chunk's job fresh; a dead worker's job goes stale and SAQ's sweep hands it out again.
 A chunk's items run in one task group: if one raises (Redis failing under it), the others are cancelled with it, so
 the queue's retry never runs an item that is still running. On the chunk's last attempt its unfinished items fail
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 from collections.abc import AsyncIterator
@@ -24,6 +28,7 @@ from saq.types import Context
 
 from extractor.errors import BatchNotFoundError, ExtractorError, StoreUnavailableError
 from extractor.extraction.result import ExtractOptions
+from extractor.extraction.service import ModelGate
 from extractor.jobs.queue import CHUNK_TASK, BatchQueue
 from extractor.jobs.retry import backoff_delay, exponential_delay, is_transient
 from extractor.jobs.state import BatchRecord, BatchStore, Claim, ItemStatus
@@ -34,7 +39,13 @@ __all__ = ["ChunkRunner", "build_worker", "error_line", "problem_of"]
 
 log = logging.getLogger("extractor.jobs")
 
-Outcome = tuple[ItemStatus, dict[str, Any]]
+
+class _NotStarted(Exception):
+    """The claim refused the item's model call: its batch was cancelled, or another run already finished it."""
+
+
+Outcome = tuple[ItemStatus, str]
+"""An item's final status and its result line, encoded."""
 
 
 def problem_of(exc: ExtractorError) -> dict[str, Any]:
@@ -97,9 +108,9 @@ class ChunkRunner:
         except BatchNotFoundError:
             log.warning("chunk %s:%d of a batch that no longer exists (expired or deleted): dropped", batch_id, start)
             return 0
-        documents = await self._store.documents(batch_id, start, stop)
+        items = await self._store.unfinished(batch_id, start, stop)
         async with heartbeat(job, max(self._settings.heartbeat_s / 3, 0.5)), asyncio.TaskGroup() as group:
-            runs = [group.create_task(self._run_item(record, start + n, doc)) for n, doc in enumerate(documents)]
+            runs = [group.create_task(self._run_item(record, index, doc)) for index, doc in items]
         return sum(run.result() for run in runs)
 
     async def _abandon(self, batch_id: str, start: int, stop: int, why: str) -> None:
@@ -120,48 +131,66 @@ class ChunkRunner:
                 attempt += 1
 
     async def _run_item(self, record: BatchRecord, index: int, doc: dict[str, str]) -> bool:
-        async with self._permits:
-            if await self._store.claim(record.batch_id, index) is not Claim.RUN:
-                return False
-            try:
-                status, line = await self._extract(record, index, doc)
-            except asyncio.CancelledError:
-                await asyncio.shield(self._store.settle_interrupted(record.batch_id, index))
-                raise
-            return await self._store.finish(record.batch_id, index, status, line)
+        claimed = False
 
-    async def _extract(self, record: BatchRecord, index: int, doc: dict[str, str]) -> Outcome:
+        @contextlib.asynccontextmanager
+        async def admit() -> AsyncIterator[None]:
+            """Around each model call: a permit, then the claim (the gate a cancel closes)."""
+            nonlocal claimed
+            async with self._permits:
+                if await self._store.claim(record.batch_id, index) is not Claim.RUN:
+                    raise _NotStarted
+                claimed = True
+                yield
+
+        try:
+            status, line = await self._extract(record, index, doc, admit)
+        except _NotStarted:
+            return False
+        except asyncio.CancelledError:
+            if claimed:
+                await asyncio.shield(self._store.settle_interrupted(record.batch_id, index))
+            raise
+        return await self._store.finish(record.batch_id, index, status, line)
+
+    async def _extract(self, record: BatchRecord, index: int, doc: dict[str, str], gate: ModelGate) -> Outcome:
         """One document through the pipeline, retrying only transient errors (upstream, or Redis under it)."""
         options = ExtractOptions.model_validate(record.options)
         attempt = 1
         while True:
             try:
-                result = await self._services.extraction.extract(record.tenant, record.schema_ref, doc["text"], options)
+                result = await self._services.extraction.extract(
+                    record.tenant, record.schema_ref, doc["text"], options, model_gate=gate
+                )
+            except _NotStarted:
+                raise
             except (ExtractorError, RedisError) as exc:
                 if is_transient(exc) and attempt < self._settings.transient_attempts:
                     await asyncio.sleep(backoff_delay(exc, attempt, self._settings))
                     attempt += 1
                     continue
-                return ItemStatus.FAILED, error_line(doc["id"], index, {**_problem(exc), "tries": attempt})
+                return ItemStatus.FAILED, json.dumps(error_line(doc["id"], index, {**_problem(exc), "tries": attempt}))
             except Exception:
                 log.exception("bug: batch %s item %d failed unexpectedly", record.batch_id, index)
                 problem = {"type": "internal-error", "title": "Internal error", "detail": "unexpected error; logged"}
-                return ItemStatus.FAILED, error_line(doc["id"], index, problem)
-            body = result.model_dump(mode="json", by_alias=True)
-            return ItemStatus(result.status), {"id": doc["id"], "index": index, **body}
+                return ItemStatus.FAILED, json.dumps(error_line(doc["id"], index, problem))
+            # The line is the result's own JSON (encoded in pydantic-core) with the document's id and index first.
+            body = result.model_dump_json(by_alias=True)
+            return ItemStatus(result.status), f'{{"id":{json.dumps(doc["id"])},"index":{index},{body[1:]}'
 
 
 def build_worker(
     services: Services, queue: BatchQueue, *, handle_signals: bool = True, worker_id: str | None = None
 ) -> Worker[Context]:
-    """A SAQ worker over our chunk task. It holds a few more chunks than permits so no permit waits on a dequeue."""
+    """A SAQ worker over our chunk task. It holds twice as many items as permits, so that while some items are in
+    Redis or the pipeline, others wait on a permit and no permit idles (and none waits on a dequeue)."""
     settings = services.settings.jobs
     runner = ChunkRunner(services, BatchStore(services.redis, settings.ttl_s), settings)
     worker: Worker[Context] = Worker(
         queue.saq,
         functions=[(CHUNK_TASK, runner.run_chunk)],
         id=worker_id,
-        concurrency=math.ceil(settings.concurrency / settings.chunk_size) + 2,
+        concurrency=math.ceil(2 * settings.concurrency / settings.chunk_size) + 1,
         # Short waits everywhere: under an anyio portal (Litestar's test client) cancelling SAQ's tasks is not
         # always delivered, and stop() then waits for each poll and BLMOVE to come back on its own.
         timers={"sweep": settings.sweep_s, "abort": 1, "schedule": 1, "worker_info": 2},

@@ -1,10 +1,11 @@
 """Integration fixtures: the real Redis at 127.0.0.1:6379 (db 15, flushed per test) and a model faked at the
-HTTP transport (``httpx2.MockTransport``) with a script of answers and faults."""
+HTTP transport (``tests/model_server.py``: a real loopback server) with a script of answers and faults."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ from redis.asyncio import Redis
 
 from extractor.app import create_app
 from extractor.settings import Settings
+from tests.model_server import Handler, serve_model
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
@@ -92,6 +94,7 @@ def make_settings(**overrides: Any) -> Settings:
         "model_base_url": "http://model.test/v1",
         "model_enforcement": "json_schema",
         "model_max_retries": 0,
+        "model_timeout_s": 2.0,
     }
     return Settings(**(base | overrides))
 
@@ -103,7 +106,14 @@ def settings() -> Settings:
 
 @pytest.fixture
 async def client(redis: Redis, fake_model: FakeModel, settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
-    transport = httpx2.AsyncClient(transport=httpx2.MockTransport(fake_model.handler))
-    app = create_app(settings, http_client=transport)
-    async with AsyncTestClient(app) as test_client:
+    async with app_client(settings, fake_model.handler) as test_client:
         yield test_client
+
+
+@asynccontextmanager
+async def app_client(settings: Settings, handler: Handler) -> AsyncIterator[AsyncTestClient[Any]]:
+    """The app under test, its model endpoint served by ``handler``."""
+    with serve_model(handler) as url:
+        app = create_app(settings.model_copy(update={"model_base_url": url}))
+        async with AsyncTestClient(app) as test_client:
+            yield test_client

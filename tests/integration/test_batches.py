@@ -15,9 +15,8 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
 from extractor import keys
-from extractor.app import create_app
 from extractor.settings import Settings
-from tests.integration.conftest import FakeModel, make_settings
+from tests.integration.conftest import FakeModel, app_client, make_settings
 
 # SAQ 0.26 writes worker info and aborts with redis-py's deprecated SETEX; not ours to fix, so not an error here.
 pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning")
@@ -47,8 +46,7 @@ class SlowModel:
 
 @asynccontextmanager
 async def open_client(settings: Settings, handler: Any) -> AsyncIterator[AsyncTestClient[Any]]:
-    transport = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
-    async with AsyncTestClient(create_app(settings, http_client=transport)) as client:
+    async with app_client(settings, handler) as client:
         yield client
 
 

@@ -41,10 +41,10 @@ class FlakyStore(BatchStore):
         super().__init__(redis, 3600)
         self.broken = broken
 
-    async def finish(self, batch_id: str, index: int, status: ItemStatus, result: dict[str, Any] | None) -> bool:
+    async def finish(self, batch_id: str, index: int, status: ItemStatus, line: str | None) -> bool:
         if index == self.broken:
             raise RedisConnectionError("connection reset")
-        return await super().finish(batch_id, index, status, result)
+        return await super().finish(batch_id, index, status, line)
 
 
 class Extraction:
@@ -59,7 +59,11 @@ class Extraction:
         self.cancelled: list[str] = []
         self.slow_started = asyncio.Event()
 
-    async def extract(self, tenant: str, schema_ref: str, text: str, options: Any) -> Any:
+    async def extract(self, tenant: str, schema_ref: str, text: str, options: Any, *, model_gate: Any) -> Any:
+        async with model_gate():  # as the pipeline enters it around its model call
+            return await self._call(text)
+
+    async def _call(self, text: str) -> Any:
         self.calls.append(text)
         if text == self.gated:
             await self.slow_started.wait()  # it fails only once the slow one is under way
@@ -132,7 +136,7 @@ async def test_results_stream_ends_when_the_batch_vanishes(redis: Redis) -> None
     store = BatchStore(redis, 3600)
     batch_id = await new_batch(store, 3)
     await store.claim(batch_id, 0)
-    await store.finish(batch_id, 0, ItemStatus.OK, {"id": "d0", "index": 0, "status": "ok"})
+    await store.finish(batch_id, 0, ItemStatus.OK, json.dumps({"id": "d0", "index": 0, "status": "ok"}))
     service = BatchService(store, cast("BatchQueue", None), cast("SchemaRegistry", None), SETTINGS)
     lines: list[str] = []
 

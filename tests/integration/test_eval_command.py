@@ -12,19 +12,17 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
 from click.testing import CliRunner
 from litestar.testing import AsyncTestClient
 from redis import Redis as SyncRedis
 
 from bench.common import PYTHON, Server, free_port
-from extractor.app import create_app
 from extractor.evaluation.commands import eval_command, export_command
 from extractor.evaluation.runner import HttpBackend, fit_gold, load_cases, run_eval, score_run
 from extractor.evaluation.stats import paired_difference_ci, paired_ratio_difference_ci
 from extractor.registry.schema import SchemaDefinition
-from tests.integration.conftest import FakeModel, make_settings
+from tests.integration.conftest import FakeModel, app_client, make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SNIPS = Path("/work/shared/data/snips/eval.jsonl")
@@ -89,9 +87,7 @@ def test_gold_lists_are_unwrapped_only_for_single_string_fields() -> None:
 @pytest.fixture
 async def http_client(clean_redis: SyncRedis) -> AsyncIterator[tuple[AsyncTestClient[Any], FakeModel]]:
     model = FakeModel().reply({"playlist": "Classical Relaxations", "music_item": "track"})
-    transport = httpx2.AsyncClient(transport=httpx2.MockTransport(model.handler))
-    app = create_app(make_settings(redis_url=REDIS_URL), http_client=transport)
-    async with AsyncTestClient(app) as client:
+    async with app_client(make_settings(redis_url=REDIS_URL), model.handler) as client:
         yield client, model
 
 

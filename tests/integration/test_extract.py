@@ -113,7 +113,7 @@ async def test_upstream_faults_map_to_5xx(
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     assert response.headers.get("retry-after") == retry_after
-    assert fake_model.chat_calls == 1, "max_retries=0: nothing above the openai client retries"
+    assert fake_model.chat_calls == 1, "max_retries=0: nothing above the model client retries"
 
 
 async def test_unrelated_document_is_empty(client: AsyncTestClient[Any], fake_model: FakeModel) -> None:

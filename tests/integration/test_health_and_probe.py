@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx2
 import pytest
 from litestar.testing import AsyncTestClient
-from openai import AsyncOpenAI
 from redis.asyncio import Redis
 
 from extractor.errors import UpstreamError
 from extractor.extraction.enforcement import EnforcementLevel, EnforcementProber
 from extractor.extraction.model import ModelClient
+from tests.model_server import serve_model
 
 
 async def test_health_ready_and_openapi(client: AsyncTestClient[Any]) -> None:
@@ -27,7 +29,8 @@ async def test_health_ready_and_openapi(client: AsyncTestClient[Any]) -> None:
     assert (await client.get("/metrics")).status_code == 200
 
 
-def _endpoint(behaviour: dict[str, str]) -> tuple[ModelClient, list[str]]:
+@asynccontextmanager
+async def _endpoint(behaviour: dict[str, str]) -> AsyncIterator[tuple[ModelClient, list[str]]]:
     """A fake endpoint whose answer per response_format type is: 'enforce', 'ignore' or 'reject'."""
     seen: list[str] = []
 
@@ -48,13 +51,12 @@ def _endpoint(behaviour: dict[str, str]) -> tuple[ModelClient, list[str]]:
             200, json={"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": [choice]}
         )
 
-    client = AsyncOpenAI(
-        base_url="http://probe.test/v1",
-        api_key="x",
-        max_retries=0,
-        http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)),
-    )
-    return ModelClient(client), seen
+    with serve_model(handler) as url:
+        model = ModelClient(url, "x", max_retries=0)
+        try:
+            yield model, seen
+        finally:
+            await model.close()
 
 
 @pytest.mark.parametrize(
@@ -72,21 +74,18 @@ def _endpoint(behaviour: dict[str, str]) -> tuple[ModelClient, list[str]]:
 async def test_probe_picks_strongest_enforced_level_once(
     redis: Redis, behaviour: dict[str, str], expected: EnforcementLevel
 ) -> None:
-    model, seen = _endpoint(behaviour)
-    prober = EnforcementProber(redis, model)
-    assert await prober.level() == expected
-    calls = len(seen)
-    assert await EnforcementProber(redis, model).level() == expected, "remembered in Redis"
-    assert len(seen) == calls
+    async with _endpoint(behaviour) as (model, seen):
+        prober = EnforcementProber(redis, model)
+        assert await prober.level() == expected
+        calls = len(seen)
+        assert await EnforcementProber(redis, model).level() == expected, "remembered in Redis"
+        assert len(seen) == calls
 
 
 async def test_redis_down_is_503_with_retry_after_and_not_ready(fake_model: Any) -> None:
-    from extractor.app import create_app
-    from tests.integration.conftest import make_settings
+    from tests.integration.conftest import app_client, make_settings
 
-    transport = httpx2.AsyncClient(transport=httpx2.MockTransport(fake_model.handler))
-    app = create_app(make_settings(redis_url="redis://127.0.0.1:1/0"), http_client=transport)
-    async with AsyncTestClient(app) as client:
+    async with app_client(make_settings(redis_url="redis://127.0.0.1:1/0"), fake_model.handler) as client:
         response = await client.get("/v1/schemas")
         assert response.status_code == 503
         assert response.json()["type"] == "store-unavailable"
@@ -108,7 +107,7 @@ async def test_redis_down_is_503_with_retry_after_and_not_ready(fake_model: Any)
 async def test_probe_never_remembers_an_answer_that_is_not_about_the_level(
     redis: Redis, behaviour: dict[str, str]
 ) -> None:
-    model, _ = _endpoint(behaviour)
-    with pytest.raises(UpstreamError):
-        await EnforcementProber(redis, model).level()
+    async with _endpoint(behaviour) as (model, _):
+        with pytest.raises(UpstreamError):
+            await EnforcementProber(redis, model).level()
     assert await redis.keys("extractor:probe:*") == []

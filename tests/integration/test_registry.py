@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import httpx2
 from litestar.testing import AsyncTestClient
 
-from extractor.app import create_app
 from extractor.settings import Settings
-from tests.integration.conftest import FakeModel
+from tests.integration.conftest import FakeModel, app_client
 
 V1 = {"json_schema": {"type": "object", "properties": {"name": {"type": "string"}}}, "description": "a person"}
 V2 = {"json_schema": {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}}}
@@ -103,8 +101,7 @@ async def test_schemas_survive_a_restart(
     client: AsyncTestClient[Any], settings: Settings, fake_model: FakeModel
 ) -> None:
     await client.put("/v1/schemas/person", json=V1)
-    app = create_app(settings, http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(fake_model.handler)))
-    async with AsyncTestClient(app) as restarted:
+    async with app_client(settings, fake_model.handler) as restarted:
         assert (await restarted.get("/v1/schemas/person")).json()["version"] == 1
         assert (await restarted.get("/v1/schemas/receipt")).json()["version"] == 1, "bundled: no new version"
 

@@ -1,74 +1,76 @@
-"""Every openai exception class maps to a domain error, and every domain error to a status (httpx's
-map_httpcore_exceptions test, applied here)."""
+"""Every answer of a model endpoint maps to a domain error, and every domain error to a status (httpx's
+map_httpcore_exceptions test, applied here); the retry policy is the openai SDK's."""
 
 from __future__ import annotations
 
+import email.utils
 import inspect
-from collections.abc import Callable
-from typing import Any
+import time
 
-import httpx2
-import openai
 import pytest
-from openai.types.chat import ChatCompletion
 
 from extractor import errors
 from extractor.app import PROBLEM_STATUS, status_for
-from extractor.extraction.model import translate_openai_error
+from extractor.extraction.model import retry_after_s, should_retry, status_error
 
-REQUEST = httpx2.Request("POST", "http://model.test/v1/chat/completions")
-
-
-def _instance(cls: type[openai.OpenAIError], status: int = 400, headers: dict[str, str] | None = None) -> Any:
-    """Build any openai exception the way the SDK does, trying the constructor shapes it uses."""
-    response = httpx2.Response(status, request=REQUEST, headers=headers or {})
-    attempts: list[Callable[[], Any]] = [
-        lambda: cls("boom", response=response, body=None),  # type: ignore[call-arg]
-        lambda: cls(response=response, body=None),  # type: ignore[call-arg]
-        lambda: cls(request=REQUEST),  # type: ignore[call-arg]
-        lambda: cls("boom", REQUEST, body=None),  # type: ignore[call-arg]
-        lambda: cls(completion=ChatCompletion.model_construct()),  # type: ignore[call-arg]
-        lambda: cls("boom", unsent_messages=[]),  # type: ignore[call-arg]
-        lambda: cls("boom"),
-        lambda: cls(),
-    ]
-    for attempt in attempts:
-        try:
-            return attempt()
-        except TypeError:
-            continue
-    raise AssertionError(f"cannot construct {cls.__name__}")
+BODY = b'{"error": {"message": "scripted", "type": "server_error"}}'
 
 
-OPENAI_ERRORS = sorted(
-    (obj for _, obj in inspect.getmembers(openai) if inspect.isclass(obj) and issubclass(obj, openai.OpenAIError)),
-    key=lambda c: c.__name__,
-)
-EXPECTED_STATUS = {
-    "RateLimitError": 503,
-    "InternalServerError": 502,
-    "APITimeoutError": 504,
-    "APIConnectionError": 503,
-}
-
-
-@pytest.mark.parametrize("cls", OPENAI_ERRORS, ids=lambda c: c.__name__)
-def test_every_openai_error_maps_to_a_non_500_status(cls: type[openai.OpenAIError]) -> None:
-    status = {"RateLimitError": 429, "InternalServerError": 500}.get(cls.__name__, 400)
-    exc = _instance(cls, status)
-    mapped = translate_openai_error(exc)
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 408, 409, 413, 422, 429, 500, 502, 503, 504, 529])
+def test_every_error_status_maps_to_a_5xx_never_500(status: int) -> None:
+    mapped = status_error(status, {}, BODY)
     assert isinstance(mapped, errors.UpstreamError)
+    assert "scripted" in mapped.detail
     code = status_for(mapped)
-    assert 502 <= code <= 504
-    if cls.__name__ in EXPECTED_STATUS:
-        assert code == EXPECTED_STATUS[cls.__name__]
+    assert code in (502, 503)
+    assert code == (503 if status == 429 else 502)
+
+
+def test_transport_faults_map_to_503_and_504() -> None:
+    assert status_for(errors.ModelUnavailableError("x")) == 503
+    assert status_for(errors.UpstreamTimeoutError("x")) == 504
 
 
 def test_rate_limit_carries_retry_after() -> None:
-    exc = _instance(openai.RateLimitError, 429, {"retry-after": "12"})
-    mapped = translate_openai_error(exc)
+    mapped = status_error(429, {"retry-after": "12"}, BODY)
     assert isinstance(mapped, errors.UpstreamRateLimitedError)
     assert mapped.retry_after == 12.0
+    assert status_error(429, {}, b"").retry_after == 1.0, "a 429 without the header still says when to retry"
+
+
+def test_error_detail_falls_back_to_the_body_text() -> None:
+    assert "gateway down" in status_error(502, {}, b"<html>gateway down</html>").detail
+    assert "(empty body)" in status_error(502, {}, b"").detail
+
+
+def test_retry_after_forms() -> None:
+    assert retry_after_s({"retry-after-ms": "250"}) == 0.25
+    assert retry_after_s({"retry-after": "3"}) == 3.0
+    assert retry_after_s({"retry-after": "1.5"}) == 1.5
+    in_ten = email.utils.formatdate(time.time() + 10, usegmt=True)
+    assert retry_after_s({"retry-after": in_ten}) == pytest.approx(10, abs=1.5)
+    assert retry_after_s({"retry-after": "soon"}) is None
+    assert retry_after_s({}) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "retried"),
+    [
+        (400, {}, False),
+        (401, {}, False),
+        (404, {}, False),
+        (408, {}, True),
+        (409, {}, True),
+        (429, {}, True),
+        (500, {}, True),
+        (503, {}, True),
+        (429, {"retry-after": "600"}, False),  # longer than two minutes: give up now, say so
+        (400, {"x-should-retry": "true"}, True),
+        (503, {"x-should-retry": "false"}, False),
+    ],
+)
+def test_retry_policy_is_the_sdks(status: int, headers: dict[str, str], retried: bool) -> None:
+    assert should_retry(status, headers) is retried
 
 
 def test_every_domain_error_has_a_status_and_only_the_base_is_500() -> None:
@@ -79,3 +81,13 @@ def test_every_domain_error_has_a_status_and_only_the_base_is_500() -> None:
         status = status_for(cls("x"))
         assert status in PROBLEM_STATUS.values()
         assert (status == 500) == (cls is errors.ExtractorError), cls
+
+
+def test_proxy_comes_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from extractor.extraction.model import proxy_for
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1,.corp")
+    assert proxy_for("https://api.example.com/v1") == "http://proxy.internal:3128"
+    assert proxy_for("http://127.0.0.1:8080/v1") is None
+    assert proxy_for("https://llm.corp/v1") is None
