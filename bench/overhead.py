@@ -4,7 +4,10 @@ Three contenders do the same extraction (the bundled ``contact`` schema, one sho
 
 - ``raw``: ``AsyncOpenAI.chat.completions.create`` with ``response_format=json_schema`` plus pydantic validation;
 - ``instructor``: ``instructor.from_openai(..., mode=JSON_SCHEMA)`` with the same pydantic model;
-- ``extractor``: ``POST /v1/extract`` to ``extractor serve`` with ``options.cache=false`` (every call a miss).
+- ``extractor``: ``POST /v1/extract`` to ``extractor serve`` with ``options.cache=false`` (every call a miss),
+  sent with ``httpx``;
+- ``extractor-aiohttp``: the same requests sent with ``aiohttp``. The service is the same; the difference between
+  the two is the client's own cost, which at concurrency 32 is most of what ``httpx`` adds.
 
 The fake model (``bench.fake_openai``, latency 0) and the service run as their own processes; each round of each
 contender runs in a fresh client process, rounds interleaved. Added latency is extractor's (or instructor's) median
@@ -41,7 +44,7 @@ from bench.common import (
     write_json,
 )
 
-CONTENDERS = ("raw", "instructor", "extractor")
+CONTENDERS = ("raw", "instructor", "extractor", "extractor-aiohttp")
 MODEL = "fake-model"
 TEXT = (
     "Hi team, following up on yesterday's call. You can reach me at dana.whitfield@northwind-labs.example or on "
@@ -116,10 +119,29 @@ def _extractor(_: str, service_url: str) -> Callable[[], Awaitable[None]]:
     return call
 
 
+def _extractor_aiohttp(_: str, service_url: str) -> Callable[[], Awaitable[None]]:
+    import aiohttp
+
+    session: aiohttp.ClientSession | None = None
+    body = {"schema": "contact", "text": TEXT, "options": {"cache": False}}
+
+    async def call() -> None:
+        nonlocal session
+        if session is None:  # made inside the running loop, as aiohttp wants
+            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+        async with session.post(f"{service_url}/v1/extract", json=body) as response:
+            answer = await response.json()
+            if response.status != 200 or answer["status"] != "ok":
+                raise RuntimeError(f"extractor answered {response.status}: {str(answer)[:300]}")
+
+    return call
+
+
 _FACTORIES: dict[str, Callable[[str, str], Callable[[], Awaitable[None]]]] = {
     "raw": _raw,
     "instructor": _instructor,
     "extractor": _extractor,
+    "extractor-aiohttp": _extractor_aiohttp,
 }
 
 

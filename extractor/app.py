@@ -14,7 +14,7 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusController
 from litestar.plugins.pydantic import PydanticPlugin
 from redis.exceptions import RedisError
 
@@ -23,6 +23,7 @@ from extractor.api.batches import BatchController
 from extractor.api.deps import provide_services, provide_tenant
 from extractor.api.extract import ExtractController
 from extractor.api.health import HealthController
+from extractor.api.metrics import prometheus_config
 from extractor.api.schemas import SchemaController
 from extractor.jobs.runtime import open_batches
 from extractor.registry.schema import SchemaDefinition
@@ -137,7 +138,7 @@ def create_app(
             registering.cancel()
             await services.aclose()
 
-    prometheus = PrometheusConfig(app_name="extractor", group_path=True)
+    prometheus = prometheus_config()
     return Litestar(
         route_handlers=[HealthController, SchemaController, ExtractController, BatchController, PrometheusController],
         dependencies={

@@ -3,23 +3,40 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
+import pydantic_core
 from redis.asyncio import Redis
 
 from extractor import keys
 from extractor.extraction.result import ExtractionResult
 from extractor.settings import CacheSettings
 
-__all__ = ["ResultCache", "cache_digest"]
+__all__ = ["PER_REQUEST", "ResultCache", "cache_digest", "hit_json"]
+
+FORMAT = 2
+"""Of the stored JSON; part of every key, so entries of another format are never read."""
+
+PER_REQUEST = frozenset({"cached", "attempts", "usage", "timings_ms"})
+"""What a result says about the request that made it rather than about the document: not stored."""
+
+_HIT_USAGE = '"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0}'
+
+
+def hit_json(stored: str, timings_ms: dict[str, float]) -> str:
+    """A cache hit's answer from the stored JSON, without parsing it: the per-request fields are appended.
+
+    A hit spent no tokens and made no model call: usage and attempts say what this request cost.
+    """
+    timings = pydantic_core.to_json(timings_ms).decode()
+    return f'{stored[:-1]},"cached":true,"attempts":0,{_HIT_USAGE},"timings_ms":{timings}}}'
 
 
 def cache_digest(*, schema_hash: str, model: str, prompt_version: str, options: dict[str, Any], text: str) -> str:
     """sha256 over the schema's content hash, model, prompt version, resolved options and the text's own sha256."""
     text_hash = hashlib.sha256(text.encode()).hexdigest()
-    material = json.dumps([schema_hash, model, prompt_version, options, text_hash], sort_keys=True)
-    return hashlib.sha256(material.encode()).hexdigest()
+    material = [FORMAT, schema_hash, model, prompt_version, sorted(options.items()), text_hash]
+    return hashlib.sha256(pydantic_core.to_json(material)).hexdigest()
 
 
 class ResultCache:
@@ -27,11 +44,13 @@ class ResultCache:
         self._redis = redis
         self._ttl = {"ok": settings.ttl_s, "empty": settings.empty_ttl_s}
 
-    async def get(self, tenant: str, digest: str) -> ExtractionResult | None:
+    async def get(self, tenant: str, digest: str) -> str | None:
+        """The stored JSON of the result: everything but the ``PER_REQUEST`` fields (``hit_json`` adds them)."""
         raw = await self._redis.get(keys.cache(tenant, digest))
-        return None if raw is None else ExtractionResult.model_validate_json(raw)
+        return raw if raw is None or isinstance(raw, str) else raw.decode()
 
     async def put(self, tenant: str, digest: str, result: ExtractionResult) -> None:
         ttl = self._ttl[result.status]
         if ttl > 0:
-            await self._redis.set(keys.cache(tenant, digest), result.model_dump_json(), ex=ttl)
+            stored = result.model_dump_json(exclude=set(PER_REQUEST))
+            await self._redis.set(keys.cache(tenant, digest), stored, ex=ttl)

@@ -18,7 +18,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from extractor.errors import ExtractionFailedError, PayloadTooLargeError, TruncatedOutputError
-from extractor.extraction.cache import ResultCache, cache_digest
+from extractor.extraction.cache import ResultCache, cache_digest, hit_json
 from extractor.extraction.coerce import coerce
 from extractor.extraction.empty import is_empty
 from extractor.extraction.enforcement import EnforcementLevel, EnforcementProber, response_format
@@ -102,6 +102,18 @@ class ExtractionService:
         *,
         model_gate: ModelGate | None = None,
     ) -> ExtractionResult:
+        outcome = await self._run(tenant, schema_ref, text, options, model_gate)
+        return ExtractionResult.model_validate_json(outcome) if isinstance(outcome, str) else outcome
+
+    async def extract_json(self, tenant: str, schema_ref: str, text: str, options: ExtractOptions) -> str:
+        """The same extraction, as JSON. A cache hit is answered from the stored JSON without parsing it."""
+        outcome = await self._run(tenant, schema_ref, text, options, None)
+        return outcome if isinstance(outcome, str) else outcome.model_dump_json()
+
+    async def _run(
+        self, tenant: str, schema_ref: str, text: str, options: ExtractOptions, model_gate: ModelGate | None
+    ) -> ExtractionResult | str:
+        """The pipeline; a cache hit comes back as its JSON (``hit_json``), a fresh result as the model."""
         clock = _Clock()
         if len(text) > self._settings.max_text_chars:
             raise PayloadTooLargeError(
@@ -119,10 +131,9 @@ class ExtractionService:
             text=text,
         )
         clock.lap("schema")
-        if options.cache and (hit := await self._cache.get(tenant, digest)) is not None:
+        if options.cache and (stored := await self._cache.get(tenant, digest)) is not None:
             clock.lap("cache")
-            # This request spent no tokens: usage and attempts say what it cost, not what the first one did.
-            return hit.model_copy(update={"cached": True, "attempts": 0, "usage": Usage(), "timings_ms": clock.total()})
+            return hit_json(stored, clock.total())
         level = await self._prober.level()
         attempts = await self._call_until_valid(schema, text, level, resolved, clock, model_gate)
         result = self._finish(schema, text, model_name, level, attempts, resolved["grounding"], clock)

@@ -111,3 +111,12 @@ async def test_probe_never_remembers_an_answer_that_is_not_about_the_level(
         with pytest.raises(UpstreamError):
             await EnforcementProber(redis, model).level()
     assert await redis.keys("extractor:probe:*") == []
+
+
+async def test_metrics_are_labelled_by_route_template(client: AsyncTestClient[Any]) -> None:
+    assert (await client.get("/v1/batches/0123456789abcdef0123456789abcdef")).status_code == 404
+    assert (await client.get("/v1/schemas/receipt")).status_code == 200
+    metrics = (await client.get("/metrics")).text
+    assert 'path="/v1/batches/{batch_id}",status_code="404"' in metrics
+    assert 'path="/v1/schemas/{name}",status_code="200"' in metrics
+    assert "0123456789abcdef" not in metrics, "one series per route, not per id"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from extractor.extraction.cache import cache_digest
@@ -61,3 +63,28 @@ def test_reserved_or_odd_tenant_names_are_refused(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("EXTRACTOR_API_KEYS", entry)
     with pytest.raises(ValueError, match="tenant"):
         Settings()
+
+
+def test_a_hit_is_the_stored_json_with_what_this_request_cost() -> None:
+    from extractor.extraction.cache import PER_REQUEST, hit_json
+    from extractor.extraction.result import ExtractionResult, FieldInfo, Usage
+
+    fresh = ExtractionResult(
+        status="ok",
+        data={"name": 'Dana "D" Whitfield', "tags": ["a"]},
+        schema_ref="contact@1",
+        model="m",
+        enforcement="json_schema",
+        attempts=2,
+        repairs=["fenced"],
+        fields={"/name": FieldInfo(span=(0, 4), grounded=True, match="exact")},
+        usage=Usage(prompt_tokens=90, completion_tokens=12),
+        timings_ms={"model": 5.0, "total": 7.5},
+    )
+    stored = fresh.model_dump_json(exclude=set(PER_REQUEST))
+    assert not any(f'"{name}"' in stored for name in PER_REQUEST)
+    hit = ExtractionResult.model_validate_json(hit_json(stored, {"schema": 0.1, "cache": 0.2, "total": 0.3}))
+    assert hit.model_dump(exclude=set(PER_REQUEST)) == fresh.model_dump(exclude=set(PER_REQUEST))
+    assert (hit.cached, hit.attempts, hit.usage.total_tokens) == (True, 0, 0)
+    assert hit.timings_ms == {"schema": 0.1, "cache": 0.2, "total": 0.3}
+    assert json.loads(hit_json(stored, {}))["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
