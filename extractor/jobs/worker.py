@@ -109,8 +109,9 @@ class ChunkRunner:
             log.warning("chunk %s:%d of a batch that no longer exists (expired or deleted): dropped", batch_id, start)
             return 0
         items = await self._store.unfinished(batch_id, start, stop)
+        options = ExtractOptions.model_validate(record.options)
         async with heartbeat(job, max(self._settings.heartbeat_s / 3, 0.5)), asyncio.TaskGroup() as group:
-            runs = [group.create_task(self._run_item(record, index, doc)) for index, doc in items]
+            runs = [group.create_task(self._run_item(record, options, index, doc)) for index, doc in items]
         return sum(run.result() for run in runs)
 
     async def _abandon(self, batch_id: str, start: int, stop: int, why: str) -> None:
@@ -130,7 +131,7 @@ class ChunkRunner:
                 await asyncio.sleep(exponential_delay(attempt, self._settings))
                 attempt += 1
 
-    async def _run_item(self, record: BatchRecord, index: int, doc: dict[str, str]) -> bool:
+    async def _run_item(self, record: BatchRecord, options: ExtractOptions, index: int, doc: dict[str, str]) -> bool:
         claimed = False
 
         @contextlib.asynccontextmanager
@@ -144,7 +145,7 @@ class ChunkRunner:
                 yield
 
         try:
-            status, line = await self._extract(record, index, doc, admit)
+            status, line = await self._extract(record, options, index, doc, admit)
         except _NotStarted:
             return False
         except asyncio.CancelledError:
@@ -153,9 +154,10 @@ class ChunkRunner:
             raise
         return await self._store.finish(record.batch_id, index, status, line)
 
-    async def _extract(self, record: BatchRecord, index: int, doc: dict[str, str], gate: ModelGate) -> Outcome:
+    async def _extract(
+        self, record: BatchRecord, options: ExtractOptions, index: int, doc: dict[str, str], gate: ModelGate
+    ) -> Outcome:
         """One document through the pipeline, retrying only transient errors (upstream, or Redis under it)."""
-        options = ExtractOptions.model_validate(record.options)
         attempt = 1
         while True:
             try:
