@@ -31,6 +31,7 @@ __all__ = [
     "machine",
     "percentile",
     "rotations",
+    "run_json",
     "summarize_latencies",
     "table",
     "write_json",
@@ -147,6 +148,14 @@ async def closed_loop(
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return latencies, time.perf_counter() - start
+
+
+def run_json(argv: Sequence[str], label: str) -> Any:
+    """Run a benchmark round in a fresh process (from the repository root); its stdout is one JSON document."""
+    done = subprocess.run(list(argv), cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{label} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout)
 
 
 def rotations(names: Sequence[str], rounds: int) -> list[list[str]]:

@@ -15,13 +15,12 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench.common import PYTHON, ROOT, Server, free_port, machine, rotations, table, write_json
+from bench.common import PYTHON, Server, free_port, machine, rotations, run_json, table, write_json
 
 CONTENDERS = ("openai", "openai-aiohttp", "extractor")
 SCHEMA = {
@@ -84,10 +83,7 @@ async def _work(name: str, base_url: str, calls: int, concurrency: int) -> dict[
 def _round(name: str, base_url: str, calls: int, concurrency: int) -> dict[str, float]:
     argv = [PYTHON, "-m", "bench.model_client", "--worker", name, "--fake", base_url]
     argv += ["--calls", str(calls), "--concurrency", str(concurrency)]
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{name} round failed:\n{done.stderr[-2000:]}")
-    result: dict[str, float] = json.loads(done.stdout)
+    result: dict[str, float] = run_json(argv, f"{name} round")
     return result
 
 

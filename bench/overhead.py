@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -31,7 +30,6 @@ from pydantic import BaseModel
 
 from bench.common import (
     PYTHON,
-    ROOT,
     SERVE,
     Server,
     closed_loop,
@@ -39,6 +37,7 @@ from bench.common import (
     machine,
     percentile,
     rotations,
+    run_json,
     summarize_latencies,
     table,
     write_json,
@@ -156,10 +155,7 @@ def _round(name: str, fake_url: str, service_url: str, requests: int, concurrenc
     """One contender's round in a fresh client process (its output is JSON on stdout)."""
     argv = [PYTHON, "-m", "bench.overhead", "--worker", name, "--fake", fake_url, "--service", service_url]
     argv += ["--requests", str(requests), "--concurrency-one", str(concurrency)]
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{name} round failed:\n{done.stderr[-2000:]}")
-    result: dict[str, Any] = json.loads(done.stdout)
+    result: dict[str, Any] = run_json(argv, f"{name} round")
     return result
 
 
