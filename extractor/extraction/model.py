@@ -1,7 +1,7 @@
 """The one door to the model endpoint: OpenAI-compatible chat completions over ``aiohttp``, and its errors.
 
-Not the ``openai`` SDK: on the same calls it costs ten times the CPU (``python -m bench.model_client``: 3.0 ms
-per call through ``AsyncOpenAI`` on httpx2, 1.6 ms with its aiohttp transport, 0.3 ms here), and a batch worker
+Not the ``openai`` SDK: on the same calls it costs six times the CPU (``python -m bench.model_client``: 2.2 ms
+per call through ``AsyncOpenAI`` on httpx2, 1.5 ms with its aiohttp transport, 0.35 ms here), and a batch worker
 is CPU-bound on exactly this call. What the SDK did for us is kept, in the same terms: the bearer key, a
 timeout per request, and its retry policy (connection errors, timeouts, 408, 409, 429 and 5xx, honouring
 ``retry-after-ms``/``Retry-After`` up to two minutes and ``x-should-retry``, else backoff from 0.5 s to 8 s with

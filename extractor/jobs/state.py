@@ -327,11 +327,6 @@ class BatchStore:
             raise _not_found(batch_id)
         return _record(batch_id, raw)
 
-    async def documents(self, batch_id: str, start: int, stop: int) -> list[dict[str, str]]:
-        """Documents ``start`` to ``stop - 1`` as ``{"id", "text"}``."""
-        raw = await self._redis.lrange(keys.batch_documents(batch_id), start, stop - 1)
-        return [json.loads(item) for item in raw]
-
     async def unfinished(self, batch_id: str, start: int, stop: int) -> list[tuple[int, dict[str, str]]]:
         """(index, document) of the items ``start`` to ``stop - 1`` that are still queued or running."""
         async with self._redis.pipeline(transaction=False) as pipe:

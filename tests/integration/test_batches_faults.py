@@ -181,3 +181,20 @@ async def test_dequeue_backs_off_while_redis_is_down() -> None:
     assert await queue.dequeue(timeout=1) is None
     assert time.monotonic() - started >= 0.3  # 0.1 s then 0.2 s, not a spin
     await queue.redis.aclose()
+
+
+async def test_an_unclaimed_item_finishes_from_queued_but_not_after_a_cancel(redis: Redis) -> None:
+    """A cache hit makes no model call, so it never claims; its outcome is recorded from queued, exactly once."""
+    store = BatchStore(redis, 3600)
+    batch_id = await new_batch(store, 3)
+    line = json.dumps({"id": "d0", "index": 0, "status": "ok"})
+    assert await store.finish(batch_id, 0, ItemStatus.OK, line) is True
+    assert await store.finish(batch_id, 0, ItemStatus.OK, line) is False, "a second run records nothing"
+    record = await store.get(batch_id)
+    assert (record.counts["queued"], record.counts["ok"]) == (2, 1)
+    assert record.started_at is not None
+    await store.cancel(batch_id)
+    assert await store.finish(batch_id, 1, ItemStatus.OK, line) is False, "a cancel turned it cancelled first"
+    after = await store.get(batch_id)
+    assert after.counts == {"queued": 0, "running": 0, "ok": 1, "empty": 0, "failed": 0, "cancelled": 2}
+    assert after.finished_at is not None
