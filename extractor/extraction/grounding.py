@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 from functools import cached_property, lru_cache
 from itertools import pairwise
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from extractor.months import MONTHS
 
@@ -177,8 +177,7 @@ def _number_readings(token: str) -> set[float]:
     return readings
 
 
-@dataclass(frozen=True)
-class _NumberToken:
+class _NumberToken(NamedTuple):  # a tuple: built for every number of every text, and ordered by span
     span: Span
     written: str
 
@@ -210,7 +209,7 @@ def _index_numbers(text: str) -> dict[float, list[_NumberToken]]:
     for written, spans in _number_tokens(text).items():
         for reading in _number_readings(written):
             index.setdefault(round(reading, 9), []).extend(_NumberToken(span, written) for span in spans)
-    return {key: sorted(tokens, key=lambda token: token.span) for key, tokens in index.items()}
+    return {key: sorted(tokens) for key, tokens in index.items()}
 
 
 # --- dates -------------------------------------------------------------------------------------------------------
