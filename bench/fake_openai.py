@@ -308,11 +308,18 @@ async def _read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
-async def _send_json(send: Send, status: int, body: Any, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
-    payload = json.dumps(body).encode()
+def _encode(body: Any) -> bytes:
+    return json.dumps(body).encode()
+
+
+async def _send(send: Send, status: int, payload: bytes, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     base = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": [*base, *headers]})
     await send({"type": "http.response.body", "body": payload})
+
+
+async def _send_json(send: Send, status: int, body: Any, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    await _send(send, status, _encode(body), headers)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
@@ -367,28 +374,32 @@ class FakeOpenAI:
         await _send_json(send, 200, _MODELS)
 
     async def _chat(self, receive: Receive, send: Send) -> None:
+        arrived = time.perf_counter()
         roll = self._rng.random()  # drawn on arrival, so the fault sequence depends on the seed and order only
         number = next(self._numbers)
         body = await _read_body(receive)
         if self.fail_rate <= roll < self.fail_rate + self.hang_rate:
             await self._hang(receive, send)
             return
-        if self.latency:
-            await asyncio.sleep(self.latency)
+        status, payload, headers = self._reply(roll, number, body)
+        # The latency runs from arrival, with the fake's own work inside it: a loaded fake still answers on time,
+        # so "ideal = concurrency / latency" holds for whoever calls it (its parsing and answer building used to
+        # come on top, about 8 ms at 560 requests per second).
+        await asyncio.sleep(max(0.0, self.latency - (time.perf_counter() - arrived)))
+        await _send(send, status, payload, headers)
+
+    def _reply(self, roll: float, number: int, body: bytes) -> tuple[int, bytes, Sequence[tuple[bytes, bytes]]]:
         if roll < self.fail_rate:
             retry = [(b"retry-after", b"1")] if self.fail_status == 429 else []
             message = f"injected fault {number} (fail_rate={self.fail_rate})"
-            await _send_json(send, self.fail_status, _error_body(self.fail_status, message), retry)
-            return
+            return self.fail_status, _encode(_error_body(self.fail_status, message)), retry
         try:
             request = json.loads(body)
         except ValueError:
-            await _send_json(send, 400, _error_body(400, "request body is not valid JSON"))
-            return
+            return 400, _encode(_error_body(400, "request body is not valid JSON")), ()
         if not isinstance(request, Mapping) or not isinstance(request.get("messages"), list):
-            await _send_json(send, 400, _error_body(400, "'messages' is required and must be a list"))
-            return
-        await _send_json(send, 200, _completion(request, number))
+            return 400, _encode(_error_body(400, "'messages' is required and must be a list")), ()
+        return 200, _encode(_completion(request, number)), ()
 
 
 def create_fake_app(

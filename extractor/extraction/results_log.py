@@ -26,9 +26,13 @@ class ResultsLog:
         self._redis = redis
         self._keep = keep
 
+    def keeps(self, result: ExtractionResult) -> bool:
+        """Whether ``append`` would keep this result: the log is on and the result is ``ok``."""
+        return self._keep > 0 and result.status == "ok"
+
     async def append(self, tenant: str, messages: list[dict[str, str]], result: ExtractionResult) -> None:
         """Keep an ``ok`` result with the prompt that produced it (system and user message: the text is in it)."""
-        if self._keep <= 0 or result.status != "ok":
+        if not self.keeps(result):
             return
         entry = {
             "schema": result.schema_ref,

@@ -143,11 +143,13 @@ class ExtractionService:
 
     async def _remember(self, tenant: str, digest: str, prompt: list[Message], result: ExtractionResult) -> None:
         """Cache the result and keep it for export, best-effort: a paid, valid answer is never lost to a Redis fault."""
-        writes = [self._cache.put(tenant, digest, result)]  # independent writes: one round trip of waiting
-        if self._results_log is not None:
-            writes.append(self._results_log.append(tenant, prompt, result))
         try:
-            await asyncio.gather(*writes)
+            if self._results_log is None or not self._results_log.keeps(result):
+                await self._cache.put(tenant, digest, result)
+            else:  # independent writes: one round trip of waiting
+                await asyncio.gather(
+                    self._cache.put(tenant, digest, result), self._results_log.append(tenant, prompt, result)
+                )
         except RedisError as exc:
             log.warning("result not cached (Redis: %s); answering it anyway", exc)
 
