@@ -3,7 +3,8 @@
 A batch of N documents is cut into chunks of ``chunk_size`` consecutive items; each chunk is one SAQ job whose key
 is ``<batch id>:<first index>``, so enqueuing a batch twice (a replayed submission) adds nothing already queued.
 A chunk that raises (Redis failing under the worker) is retried with exponential backoff, not at once, so a blip
-does not burn every retry in milliseconds; the worker settles the items of a chunk's last attempt itself.
+does not burn every retry in milliseconds; the worker settles the items of a chunk's last attempt itself. A chunk
+whose worker died on its last attempt is settled by whichever worker's sweep finds it (``PatientQueue.on_lost``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import asyncio
 import contextlib
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -42,12 +44,23 @@ def chunk_key(batch_id: str, start: int) -> str:
 
 
 class PatientQueue(RedisQueue):
-    """SAQ's Redis queue, except that a dequeue with Redis down backs off before answering "no job".
+    """SAQ's Redis queue, except that a dequeue with Redis down backs off before answering "no job", and that a job
+    the sweep gives up on is handed to ``on_lost``.
 
     SAQ 0.26's worker loop starts the next dequeue the moment one fails, so without this it spins while Redis is down.
+    A job whose worker died is re-queued by the sweep while it has attempts left; on its last one SAQ only marks it
+    aborted, and our code, which settles a chunk's items on its last attempt, never ran.
     """
 
     _pause_s = 0.0
+    on_lost: Callable[[Job], Awaitable[None]] | None = None
+
+    async def finish(
+        self, job: Job, status: Status, *, result: Any = None, error: str | None = None, **kwargs: Any
+    ) -> None:
+        await super().finish(job, status, result=result, error=error, **kwargs)
+        if status == Status.ABORTED and error == self.swept_error_message and not job.retryable and self.on_lost:
+            await self.on_lost(job)
 
     async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> Job | None:  # noqa: ASYNC109 (SAQ)
         try:
@@ -61,7 +74,7 @@ class PatientQueue(RedisQueue):
         return job
 
 
-def open_queue(redis_url: str) -> RedisQueue:
+def open_queue(redis_url: str) -> PatientQueue:
     """SAQ's queue on its own connection pool: SAQ reads bytes and blocks on BLMOVE, so no socket timeout."""
     return PatientQueue(Redis.from_url(redis_url), name=keys.BATCH_QUEUE, max_concurrent_ops=32)
 
@@ -69,7 +82,7 @@ def open_queue(redis_url: str) -> RedisQueue:
 class BatchQueue:
     """Enqueue a batch's chunks and abort the running ones."""
 
-    def __init__(self, queue: RedisQueue, settings: JobsSettings) -> None:
+    def __init__(self, queue: PatientQueue, settings: JobsSettings) -> None:
         self.saq = queue
         self._settings = settings
 

@@ -114,6 +114,12 @@ class ChunkRunner:
             runs = [group.create_task(self._run_item(record, options, index, doc)) for index, doc in items]
         return sum(run.result() for run in runs)
 
+    async def settle_lost(self, job: Job) -> None:
+        """A chunk the sweep gave up on: its worker died on its last attempt. Its unfinished items fail."""
+        kwargs = job.kwargs or {}
+        why = f"lost its worker on its last attempt ({job.attempts} of {job.retries})"
+        await self._abandon(kwargs["batch_id"], kwargs["start"], kwargs["stop"], why)
+
     async def _abandon(self, batch_id: str, start: int, stop: int, why: str) -> None:
         """Fail the chunk's unfinished items (trying a few times: Redis may be what failed it)."""
         log.error("chunk %s:%d failed on its last attempt (%s): its unfinished items fail", batch_id, start, why)
@@ -188,6 +194,7 @@ def build_worker(
     Redis or the pipeline, others wait on a permit and no permit idles (and none waits on a dequeue)."""
     settings = services.settings.jobs
     runner = ChunkRunner(services, BatchStore(services.redis, settings.ttl_s), settings)
+    queue.saq.on_lost = runner.settle_lost
     worker: Worker[Context] = Worker(
         queue.saq,
         functions=[(CHUNK_TASK, runner.run_chunk)],

@@ -198,3 +198,45 @@ async def test_an_unclaimed_item_finishes_from_queued_but_not_after_a_cancel(red
     after = await store.get(batch_id)
     assert after.counts == {"queued": 0, "running": 0, "ok": 1, "empty": 0, "failed": 0, "cancelled": 2}
     assert after.finished_at is not None
+
+
+@pytest.mark.parametrize(("attempts", "settled"), [(2, True), (1, False)])
+async def test_a_chunk_whose_worker_died_on_its_last_attempt_is_settled_by_the_sweep(
+    redis: Redis, attempts: int, settled: bool
+) -> None:
+    """SAQ's real sweep on a job a dead worker held: re-queued while it has attempts left; on its last one our
+    hook fails the chunk's unfinished items, so the batch still finishes."""
+    from saq.job import Status
+
+    from tests.integration.conftest import REDIS_URL
+
+    store = BatchStore(redis, 3600)
+    batch_id = await new_batch(store, 4)
+    await store.claim(batch_id, 0)
+    await store.finish(batch_id, 0, ItemStatus.OK, json.dumps({"id": "d0", "index": 0, "status": "ok"}))
+    await store.claim(batch_id, 1)  # the dead worker held this one running
+    saq = open_queue(REDIS_URL)
+    settings = SETTINGS.model_copy(update={"heartbeat_s": 1, "redeliveries": 2})
+    queue = BatchQueue(saq, settings)
+    saq.on_lost = runner(store, Extraction(slow="none", errors=[InvalidInputError("unused")])).settle_lost
+    try:
+        await queue.enqueue(batch_id, 4, 4)
+        job = await saq.dequeue()
+        assert job is not None
+        await job.update(attempts=attempts)  # the worker started this attempt, then died without a heartbeat
+        await asyncio.sleep(1.3)
+        await saq.sweep(abort=0.1)
+        record = await store.get(batch_id)
+        after = await saq.job(job.key)
+    finally:
+        await saq.disconnect()
+    if settled:
+        assert record.counts == {"queued": 0, "running": 0, "ok": 1, "empty": 0, "failed": 3, "cancelled": 0}
+        assert record.finished_at is not None
+        line = json.loads(await redis.hget(keys.batch_results(batch_id), "1") or "{}")
+        assert line["error"]["type"] == "chunk-abandoned"
+        assert "lost its worker on its last attempt (2 of 2)" in line["error"]["detail"]
+    else:
+        assert record.counts["failed"] == 0, "attempts left: the sweep re-queues it and settles nothing"
+        assert after is not None
+        assert after.status == Status.QUEUED
