@@ -38,6 +38,7 @@ log = logging.getLogger("extractor")
 PROBLEM_STATUS: dict[type[errors.ExtractorError], int] = {
     errors.InvalidInputError: 400,
     errors.InvalidSchemaError: 422,
+    errors.DuplicateDocumentIdError: 422,
     errors.PayloadTooLargeError: 413,
     errors.IdempotencyMismatchError: 422,
     errors.AuthError: 401,

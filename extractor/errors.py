@@ -49,6 +49,11 @@ class InvalidInputError(ExtractorError):
     title = "Invalid input"
 
 
+class DuplicateDocumentIdError(InvalidInputError):
+    code = "duplicate-document-id"
+    title = "Duplicate document id"
+
+
 class InvalidSchemaError(InvalidInputError):
     code = "invalid-schema"
     title = "Invalid JSON Schema"

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from extractor.errors import IdempotencyMismatchError, PayloadTooLargeError
+from extractor.errors import DuplicateDocumentIdError, IdempotencyMismatchError, PayloadTooLargeError
 from extractor.extraction.result import ExtractOptions
 from extractor.jobs.queue import BatchQueue
 from extractor.jobs.state import BatchRecord, BatchStore, new_batch_id
@@ -42,13 +42,21 @@ def body_digest(submission: Submission) -> str:
     return digest.hexdigest()
 
 
-def _check_limits(submission: Submission, settings: JobsSettings) -> None:
+def _check_submission(submission: Submission, settings: JobsSettings) -> None:
+    """Limits (413), and ids unique (422): results are looked up by id, so two documents cannot share one."""
     count = len(submission.documents)
     if count > settings.max_documents:
         raise PayloadTooLargeError(
             f"{count} documents; a batch takes at most {settings.max_documents}", limit=settings.max_documents
         )
+    first_index: dict[str, int] = {}
     for index, (doc_id, text) in enumerate(submission.documents):
+        if (first := first_index.setdefault(doc_id, index)) != index:
+            raise DuplicateDocumentIdError(
+                f"document id {doc_id!r} is used at index {first} and at index {index}; each id must be unique",
+                document=doc_id,
+                indexes=[first, index],
+            )
         size = len(text.encode())
         if size > settings.max_document_bytes:
             raise PayloadTooLargeError(
@@ -77,7 +85,7 @@ class BatchService:
 
         A key whose batch is gone (expired or deleted) binds afresh: the request is new again.
         """
-        _check_limits(submission, self._settings)
+        _check_submission(submission, self._settings)
         schema = await self._registry.resolve(tenant, submission.schema_ref)  # unknown schema: 404 now, not per item
         digest = body_digest(submission)
         bound = None

@@ -233,6 +233,7 @@ async def test_bad_ndjson_line_is_a_400_naming_the_line(client: AsyncTestClient[
         (documents(4), 413, "payload-too-large"),
         ([{"id": "big", "text": "x" * 65}], 413, "payload-too-large"),
         ([], 400, "invalid-input"),
+        ([{"id": "a", "text": "x"}, {"id": "b", "text": "y"}, {"id": "a", "text": "z"}], 422, "duplicate-document-id"),
     ],
 )
 async def test_limits(redis: Redis, docs: list[dict[str, str]], status: int, code: str) -> None:
