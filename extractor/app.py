@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -26,9 +26,7 @@ from extractor.api.health import HealthController
 from extractor.api.metrics import prometheus_config
 from extractor.api.schemas import SchemaController
 from extractor.jobs.runtime import open_batches
-from extractor.registry.schema import SchemaDefinition
-from extractor.registry.service import read_definitions
-from extractor.services import Services, build_services, bundled_schema_dir
+from extractor.services import Services, build_services
 from extractor.settings import Settings
 
 __all__ = ["PROBLEM_STATUS", "create_app", "problem_response"]
@@ -101,11 +99,11 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dic
     return problem_response(500, "internal-error", "Internal error", "an unexpected error occurred; it is logged")
 
 
-async def _register_bundled(services: Services, bundled: Mapping[str, SchemaDefinition]) -> None:
+async def _register_bundled(services: Services) -> None:
     """Register the bundled schemas; while Redis is down, keep trying (the service starts and says not ready)."""
     while True:
         try:
-            loaded = await services.registry.register_bundled(bundled)
+            loaded = await services.registry.register_bundled()
         except RedisError as exc:
             log.warning("Redis not reachable (%s); bundled schemas will be registered when it is", exc)
             await asyncio.sleep(2)
@@ -121,13 +119,12 @@ def create_app(
 ) -> Litestar:
     """Build the app. ``model_alive`` reports whether a child model server still runs (``extractor serve``)."""
     settings = settings or Settings()
-    bundled = read_definitions(bundled_schema_dir(settings))
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         services = build_services(settings, model_alive=model_alive)
         app.state.services = services
-        registering = asyncio.create_task(_register_bundled(services, bundled))
+        registering = asyncio.create_task(_register_bundled(services))
         try:
             await asyncio.wait({registering}, timeout=5)
             if not settings.api_keys:

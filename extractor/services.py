@@ -15,7 +15,7 @@ from extractor.extraction.enforcement import EnforcementLevel, EnforcementProber
 from extractor.extraction.model import ModelClient
 from extractor.extraction.results_log import ResultsLog
 from extractor.extraction.service import ExtractionService
-from extractor.registry.service import SchemaRegistry
+from extractor.registry.service import SchemaRegistry, read_definitions
 from extractor.settings import Settings
 
 __all__ = ["Services", "build_services", "bundled_schema_dir"]
@@ -61,7 +61,7 @@ def build_services(
         max_retries=settings.model_max_retries,
     )
     forced = EnforcementLevel(settings.model_enforcement) if settings.model_enforcement else None
-    registry = SchemaRegistry(redis, settings.registry)
+    registry = SchemaRegistry(redis, settings.registry, read_definitions(bundled_schema_dir(settings)))
     results_log = ResultsLog(redis, settings.cache.keep_results)
     extraction = ExtractionService(
         registry,

@@ -22,8 +22,7 @@ from extractor.evaluation.runner import Backend, HttpBackend, InProcessBackend, 
 from extractor.extraction.result import ExtractOptions
 from extractor.extraction.results_log import ResultsLog
 from extractor.registry.schema import SchemaDefinition
-from extractor.registry.service import read_definitions
-from extractor.services import build_services, bundled_schema_dir
+from extractor.services import build_services
 from extractor.settings import Settings
 
 __all__ = ["EvalConfig", "eval_command", "export_command", "parse_compare"]
@@ -91,7 +90,7 @@ async def _in_process_backend(config: EvalConfig, settings: Settings, tenant: st
         settings = settings.model_copy(update={"model_name": config.model})
     services = build_services(settings)
     try:
-        await services.registry.register_bundled(read_definitions(bundled_schema_dir(settings)))
+        await services.registry.register_bundled()
         yield InProcessBackend(services, tenant)
     finally:
         await services.aclose()

@@ -6,6 +6,7 @@ reserved: a tenant cannot register a schema of the same name.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -22,6 +23,8 @@ from extractor.registry.schema import SchemaDefinition, SchemaVersion, canonical
 from extractor.settings import RegistrySettings
 
 __all__ = ["SchemaRegistry", "SchemaSummary", "read_definitions"]
+
+log = logging.getLogger(__name__)
 
 _COMPILED_CACHE_SIZE = 512
 _POINTER_CACHE_SIZE = 10_000
@@ -40,9 +43,12 @@ class SchemaSummary(SchemaVersion):
 
 
 class SchemaRegistry:
-    def __init__(self, redis: Redis, limits: RegistrySettings) -> None:
+    def __init__(
+        self, redis: Redis, limits: RegistrySettings, bundled: Mapping[str, SchemaDefinition] | None = None
+    ) -> None:
         self._redis = redis
         self._limits = limits
+        self._bundled = dict(bundled or {})
         self._compiled: dict[str, CompiledSchema] = {}
         self._pointers: dict[tuple[str, str], tuple[float, tuple[str, int, bool]]] = {}
 
@@ -51,7 +57,9 @@ class SchemaRegistry:
         if parse_ref(name) != (name, None):
             raise InvalidInputError(f"schema name {name!r} must match [A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}")
         check_definition(definition, self._limits)
-        if tenant != keys.SHARED_TENANT and await self._redis.exists(keys.schema_meta(keys.SHARED_TENANT, name)):
+        if tenant != keys.SHARED_TENANT and (
+            name in self._bundled or await self._redis.exists(keys.schema_meta(keys.SHARED_TENANT, name))
+        ):
             # Versions cite `name@N` without a namespace: a tenant's `receipt@2` beside the bundled one would be
             # ambiguous in every stored result and batch.
             raise ConflictError(f"{name!r} is a bundled schema; register yours under another name (e.g. my_{name})")
@@ -129,9 +137,11 @@ class SchemaRegistry:
         self._forget(name)
         return await self.latest(tenant, name)
 
-    async def register_bundled(self, definitions: Mapping[str, SchemaDefinition]) -> list[SchemaVersion]:
-        """Register the bundled schemas in the shared namespace (a new version only where the content changed)."""
-        return [(await self.register(keys.SHARED_TENANT, name, d))[0] for name, d in sorted(definitions.items())]
+    async def register_bundled(self, definitions: Mapping[str, SchemaDefinition] | None = None) -> list[SchemaVersion]:
+        """Register the bundled schemas (or ``definitions``) in the shared namespace (a new version only where the
+        content changed)."""
+        chosen = self._bundled if definitions is None else definitions
+        return [(await self.register(keys.SHARED_TENANT, name, d))[0] for name, d in sorted(chosen.items())]
 
     async def _locate_cached(self, tenant: str, name: str) -> tuple[str, int, bool]:
         """``_locate`` for the extraction path, remembered for ``latest_ttl_s``: saves a Redis round trip per request.
@@ -156,6 +166,16 @@ class SchemaRegistry:
 
     async def _locate(self, tenant: str, name: str) -> tuple[str, int, bool]:
         """Which namespace holds ``name`` for this tenant, its latest version and whether it is retired."""
+        try:
+            return await self._locate_stored(tenant, name)
+        except SchemaNotFoundError:
+            if name not in self._bundled:
+                raise
+        log.warning("bundled schema %r is missing from Redis (flushed, or an empty replica?): registering again", name)
+        await self.register_bundled()
+        return await self._locate_stored(tenant, name)
+
+    async def _locate_stored(self, tenant: str, name: str) -> tuple[str, int, bool]:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hmget(keys.schema_meta(tenant, name), "latest", "retired")
             pipe.hmget(keys.schema_meta(keys.SHARED_TENANT, name), "latest", "retired")

@@ -121,3 +121,20 @@ async def test_latest_pointer_is_shared_across_processes_within_its_ttl(redis: A
     assert (await here.resolve("t", "person@2")).version.version == 2, "a pinned version is always exact"
     await asyncio.sleep(0.35)
     assert (await here.resolve("t", "person")).version.version == 2
+
+
+async def test_bundled_schemas_come_back_when_redis_loses_its_data(client: AsyncTestClient[Any], redis: Any) -> None:
+    """A Redis restarted without persistence (or an empty replica after a failover) has no schemas at all; the
+    bundled ones ship with the code, so the first lookup registers them again. A tenant's own schemas are gone."""
+    await client.put("/v1/schemas/person", json=V1)
+    await redis.flushdb()
+    receipt = await client.get("/v1/schemas/receipt")
+    assert receipt.status_code == 200, receipt.text
+    assert receipt.json()["version"] == 1
+    assert receipt.json()["bundled"] is True
+    names = {s["name"] for s in (await client.get("/v1/schemas")).json()}
+    assert {"receipt", "invoice", "contact", "nda", "job_posting"} <= names
+    assert "person" not in names
+    assert (await client.get("/v1/schemas/person")).status_code == 404
+    taken = await client.put("/v1/schemas/invoice", json=V1)
+    assert taken.status_code == 409, "bundled names stay reserved"
