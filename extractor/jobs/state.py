@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
 from extractor import keys
+from extractor.autopipeline import AutoPipeline
 from extractor.errors import BatchNotFoundError
 
 __all__ = ["BatchRecord", "BatchStore", "Claim", "ItemStatus", "new_batch_id"]
@@ -260,6 +261,7 @@ class BatchStore:
         self._cancel = redis.register_script(_CANCEL)
         self._abandon = redis.register_script(_ABANDON)
         self._bind = redis.register_script(_BIND)
+        self._batched = AutoPipeline(redis)  # the finishes of many items at once: one round trip
 
     async def create(
         self,
@@ -340,16 +342,16 @@ class BatchStore:
         ]
 
     async def claim(self, batch_id: str, index: int) -> Claim:
+        # Sent at once, not batched: a claim sits between a permit and a model call, where waiting costs throughput.
         answer = await self._claim(keys=[keys.batch(batch_id), keys.batch_items(batch_id)], args=[index, time.time()])
         return Claim(str(answer))
 
     async def finish(self, batch_id: str, index: int, status: ItemStatus, line: str | None) -> bool:
         """Record the final status (and result line, encoded JSON) of an item; False if it was already final."""
         payload = line if line is not None else ""
-        written = await self._finish(
-            keys=[keys.batch(batch_id), keys.batch_items(batch_id), keys.batch_results(batch_id)],
-            args=[index, status.value, payload, time.time()],
-        )
+        keys_ = [keys.batch(batch_id), keys.batch_items(batch_id), keys.batch_results(batch_id)]
+        args: list[EncodableT] = [index, status.value, payload, time.time()]
+        written = await self._batched.call(lambda pipe: self._finish(keys=keys_, args=args, client=pipe))
         return bool(written)
 
     async def cancel(self, batch_id: str) -> bool:

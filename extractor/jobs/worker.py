@@ -145,9 +145,9 @@ class ChunkRunner:
             """Around each model call: a permit, then the claim (the gate a cancel closes)."""
             nonlocal claimed
             async with self._permits:
+                claimed = True  # from the moment the claim may reach Redis: if we are cancelled, settle it
                 if await self._store.claim(record.batch_id, index) is not Claim.RUN:
                     raise _NotStarted
-                claimed = True
                 yield
 
         try:
