@@ -14,6 +14,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage, Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from extractor.api.problems import problems
 from extractor.errors import InvalidInputError
 from extractor.extraction.result import ExtractOptions
 from extractor.jobs.service import BatchService, Submission, describe
@@ -99,6 +100,7 @@ class BatchController(Controller):
             "an `Idempotency-Key` replay answers 200 with the same batch."
         ),
         status_code=HTTP_202_ACCEPTED,
+        responses=problems(400, 404, 413, 422),
     )
     async def submit(
         self,
@@ -117,7 +119,11 @@ class BatchController(Controller):
             headers={"Location": f"/v1/batches/{record.batch_id}"},
         )
 
-    @get("/{batch_id:str}", summary="Progress of a batch: counts by status, times, documents per second")
+    @get(
+        "/{batch_id:str}",
+        summary="Progress of a batch: counts by status, times, documents per second",
+        responses=problems(404),
+    )
     async def status(
         self, batch_id: FromPath[str], batches: NamedDependency[BatchService], tenant: NamedDependency[str]
     ) -> dict[str, Any]:
@@ -132,6 +138,7 @@ class BatchController(Controller):
             "document (continue with `offset`); with `wait=true` it follows the batch to its end."
         ),
         media_type=NDJSON,
+        responses=problems(404),
     )
     async def results(
         self,
@@ -143,13 +150,22 @@ class BatchController(Controller):
     ) -> Stream:
         return Stream(await batches.results(tenant, batch_id, offset, wait), media_type=NDJSON)
 
-    @get("/{batch_id:str}/events", summary="Server-sent progress events; the last one is `final`")
+    @get(
+        "/{batch_id:str}/events",
+        summary="Server-sent progress events; the last one is `final`",
+        responses=problems(404),
+    )
     async def events(
         self, batch_id: FromPath[str], batches: NamedDependency[BatchService], tenant: NamedDependency[str]
     ) -> ServerSentEvent:
         return ServerSentEvent(_sse(await batches.events(tenant, batch_id)))
 
-    @delete("/{batch_id:str}", summary="Cancel: nothing new starts, running calls abort, results stay", status_code=200)
+    @delete(
+        "/{batch_id:str}",
+        summary="Cancel: nothing new starts, running calls abort, results stay",
+        status_code=200,
+        responses=problems(404),
+    )
     async def cancel(
         self, batch_id: FromPath[str], batches: NamedDependency[BatchService], tenant: NamedDependency[str]
     ) -> dict[str, Any]:

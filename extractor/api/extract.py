@@ -9,6 +9,7 @@ from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK
 from pydantic import BaseModel, ConfigDict, Field
 
+from extractor.api.problems import problems
 from extractor.extraction.result import ExtractionResult, ExtractOptions
 from extractor.services import Services
 
@@ -31,7 +32,10 @@ class ExtractController(Controller):
         "/",
         summary="Extract structured data from one document",
         status_code=HTTP_200_OK,
-        responses={HTTP_200_OK: ResponseSpec(ExtractionResult, description="The extraction")},
+        responses={
+            HTTP_200_OK: ResponseSpec(ExtractionResult, description="The extraction", generate_examples=False),
+            **problems(400, 404, 413, 422, 502, 504),
+        },
     )
     async def extract(
         self, data: JSONBody[ExtractRequest], services: NamedDependency[Services], tenant: NamedDependency[str]

@@ -120,3 +120,15 @@ async def test_metrics_are_labelled_by_route_template(client: AsyncTestClient[An
     assert 'path="/v1/batches/{batch_id}",status_code="404"' in metrics
     assert 'path="/v1/schemas/{name}",status_code="200"' in metrics
     assert "0123456789abcdef" not in metrics, "one series per route, not per id"
+
+
+async def test_openapi_documents_the_problem_answers(client: AsyncTestClient[Any]) -> None:
+    spec = (await client.get("/schema/openapi.json")).json()
+    extract = spec["paths"]["/v1/extract"]["post"]["responses"]
+    assert extract["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/ExtractionResult")
+    assert {"400", "401", "404", "413", "422", "502", "503", "504"} <= extract.keys()
+    problem = extract["422"]["content"]["application/problem+json"]["schema"]["$ref"]
+    assert problem.endswith("/Problem")
+    assert {"type", "title", "status", "detail"} <= set(spec["components"]["schemas"]["Problem"]["required"])
+    assert "409" in spec["paths"]["/v1/schemas/{name}"]["put"]["responses"]
+    assert "422" in spec["paths"]["/v1/batches"]["post"]["responses"]
