@@ -42,13 +42,13 @@ def cache_digest(*, schema_hash: str, model: str, prompt_version: str, options: 
 
 class ResultCache:
     def __init__(self, redis: Redis, settings: CacheSettings) -> None:
-        self._redis = AutoPipeline(redis)  # a batch worker's items read and write together: one round trip
+        self._batched = AutoPipeline(redis)  # a batch worker's items read and write together: one round trip
         self._ttl = {"ok": settings.ttl_s, "empty": settings.empty_ttl_s}
 
     async def get(self, tenant: str, digest: str) -> str | None:
         """The stored JSON of the result: everything but the ``PER_REQUEST`` fields (``hit_json`` adds them)."""
         key = keys.cache(tenant, digest)
-        raw = await self._redis.call(lambda pipe: pipe.get(key))
+        raw = await self._batched.call(lambda pipe: pipe.get(key))
         return raw if raw is None or isinstance(raw, str) else raw.decode()
 
     async def put(self, tenant: str, digest: str, result: ExtractionResult) -> None:
@@ -56,4 +56,4 @@ class ResultCache:
         if ttl > 0:
             stored = result.model_dump_json(exclude=set(PER_REQUEST))
             key = keys.cache(tenant, digest)
-            await self._redis.call(lambda pipe: pipe.set(key, stored, ex=ttl))
+            await self._batched.call(lambda pipe: pipe.set(key, stored, ex=ttl))

@@ -2,9 +2,9 @@
 
 Per item: extract with transient retries, then record the outcome once. Before each model call the item takes a
 permit (``jobs.concurrency`` model calls at once per worker) and then claims itself: a cancelled batch starts no
-new model call, and an item another run finished is dropped. The permit covers the model call and nothing else,
-so Redis round trips and the pipeline's own work never idle a permit. A cache hit makes no model call and needs
-neither.
+new model call, and an item another run finished is dropped. The permit covers that claim and the model call,
+nothing else, so the cache, the outcome's record and the pipeline's own work never idle a permit. A cache hit
+makes no model call and needs neither.
 A heartbeat keeps a live chunk's job fresh; a dead worker's job goes stale and SAQ's sweep hands it out again.
 A chunk's items run in one task group: if one raises (Redis failing under it), the others are cancelled with it, so
 the queue's retry never runs an item that is still running. On the chunk's last attempt its unfinished items fail
