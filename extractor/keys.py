@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "BATCH_CANCELS",
     "BATCH_QUEUE",
     "PREFIX",
     "SHARED_TENANT",
@@ -82,6 +83,9 @@ def batch_doc_ids(batch_id: str) -> str:
 
 BATCH_QUEUE = f"{PREFIX}:batches"
 """Name of the SAQ queue of batch chunks; SAQ prefixes its own keys with ``saq:<name>:`` (and ``saq:job:``)."""
+
+BATCH_CANCELS = f"{PREFIX}:batches:cancelled"
+"""Pub/sub channel: the id of each batch as it is cancelled, so that workers stop its items at once."""
 
 
 def batch_idempotency(tenant: str, key: str) -> str:

@@ -163,6 +163,11 @@ class BatchController(Controller):
     @delete(
         "/{batch_id:str}",
         summary="Cancel: nothing new starts, running calls abort, results stay",
+        description=(
+            "Answers once the workers have stopped the batch (`counts.running` is 0 then), so that no model call of "
+            "it starts after the answer. A worker that does not answer within 5 s (dead, or cut off from Redis) "
+            "keeps its items `running` until its chunk is handed out again, which cancels them."
+        ),
         status_code=200,
         responses=problems(404),
     )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -80,7 +79,7 @@ def open_queue(redis_url: str) -> PatientQueue:
 
 
 class BatchQueue:
-    """Enqueue a batch's chunks and abort the running ones."""
+    """Enqueue a batch's chunks."""
 
     def __init__(self, queue: PatientQueue, settings: JobsSettings) -> None:
         self.saq = queue
@@ -114,15 +113,6 @@ class BatchQueue:
             stop=stop,
         )
         return job
-
-    async def abort_running(self, batch_id: str, total: int, chunk_size: int) -> int:
-        """Abort the batch's active chunks (their model calls are cancelled); queued ones find the batch cancelled."""
-        job_keys = [chunk_key(batch_id, start) for start, _ in chunks(total, chunk_size)]
-        running = [job for job in await self.saq.jobs(job_keys) if job is not None and job.status == Status.ACTIVE]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # SAQ 0.26 aborts with redis-py's deprecated SETEX
-            await asyncio.gather(*(self.saq.abort(job, error="batch cancelled") for job in running))
-        return len(running)
 
     async def close(self) -> None:
         """Best effort: with Redis gone, SAQ's unsubscribe fails, and there is nothing left to release."""

@@ -21,6 +21,8 @@ __all__ = ["BatchService", "Submission", "body_digest", "describe"]
 
 _PAGE = 200
 _POLL_S = 0.2
+_CANCEL_WAIT_S = 5.0
+_CANCEL_POLL_S = 0.02
 _FINAL = frozenset({"ok", "empty", "failed", "cancelled"})
 
 
@@ -87,7 +89,7 @@ class BatchService:
         """
         _check_submission(submission, self._settings)
         schema = await self._registry.resolve(tenant, submission.schema_ref)  # unknown schema: 404 now, not per item
-        digest = body_digest(submission)
+        digest = body_digest(submission) if idempotency_key is not None else ""  # only a key's replay needs it
         bound = None
         if idempotency_key is not None:
             bound = await self._store.read_idempotency_key(tenant, idempotency_key)
@@ -126,11 +128,21 @@ class BatchService:
         return await self._store.get(batch_id, tenant)
 
     async def cancel(self, tenant: str, batch_id: str) -> BatchRecord:
-        """No new item starts; running model calls are aborted; finished results are kept."""
-        record = await self._store.get(batch_id, tenant)
-        if await self._store.cancel(batch_id):
-            await self._queue.abort_running(batch_id, record.total, record.chunk_size)
-        return await self._store.get(batch_id, tenant)
+        """No new item starts; running model calls are aborted; finished results are kept.
+
+        Returns once the workers have stopped the batch's running items (each is told on the cancel channel), so
+        nothing of the batch starts after the answer. A worker that does not answer (dead, or cut off from Redis)
+        holds its items running until its chunk is handed out again, which then cancels them; after
+        ``_CANCEL_WAIT_S`` the batch is returned as it stands.
+        """
+        await self._store.get(batch_id, tenant)  # another tenant's batch is a 404, not a cancel
+        await self._store.cancel(batch_id)
+        deadline = time.monotonic() + _CANCEL_WAIT_S
+        while True:
+            record = await self._store.get(batch_id, tenant)
+            if not record.counts["running"] or time.monotonic() >= deadline:
+                return record
+            await asyncio.sleep(_CANCEL_POLL_S)
 
     async def results(self, tenant: str, batch_id: str, offset: int = 0, wait: bool = False) -> AsyncIterator[str]:
         """NDJSON lines in submission order from ``offset``, read a page at a time.

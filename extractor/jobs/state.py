@@ -23,7 +23,7 @@ from extractor import keys
 from extractor.autopipeline import AutoPipeline
 from extractor.errors import BatchNotFoundError
 
-__all__ = ["BatchRecord", "BatchStore", "Claim", "ItemStatus", "new_batch_id"]
+__all__ = ["BatchRecord", "BatchStore", "ItemStatus", "new_batch_id"]
 
 
 class ItemStatus(enum.StrEnum):
@@ -35,37 +35,41 @@ class ItemStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
-class Claim(enum.StrEnum):
-    """What a worker may do with an item it was handed."""
-
-    RUN = "run"
-    SKIP = "skip"
-    CANCELLED = "cancelled"
-
-
 COUNTED = tuple(status.value for status in ItemStatus)
 
-# KEYS: record, items. ARGV: index, now. Queued or running (re-delivered after a worker died) -> running;
-# a cancelled batch turns the item cancelled instead; a finished item is skipped.
+# KEYS: record, items. ARGV: now, start, stop. The items start..stop-1 that are queued or running (re-delivered after
+# a worker died) become running, and their indexes are returned; in a cancelled batch they become cancelled instead,
+# and none is returned. Final items are left alone. Run again on a chunk whose run was interrupted, it cancels the
+# items of a cancelled batch and leaves a live batch's running for the re-delivery.
 _CLAIM = """
-local status = redis.call('HGET', KEYS[2], ARGV[1])
-if status ~= 'queued' and status ~= 'running' then return 'skip' end
-if redis.call('HGET', KEYS[1], 'state') == 'cancelled' then
-  redis.call('HSET', KEYS[2], ARGV[1], 'cancelled')
-  redis.call('HINCRBY', KEYS[1], status, -1)
-  redis.call('HINCRBY', KEYS[1], 'cancelled', 1)
-  if tonumber(redis.call('HGET', KEYS[1], 'queued')) + tonumber(redis.call('HGET', KEYS[1], 'running')) == 0 then
-    redis.call('HSETNX', KEYS[1], 'finished_at', ARGV[2])
+if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+local cancelled = redis.call('HGET', KEYS[1], 'state') == 'cancelled'
+local run, was = {}, {queued = 0, running = 0}
+for i = tonumber(ARGV[2]), tonumber(ARGV[3]) - 1 do
+  local status = redis.call('HGET', KEYS[2], i)
+  if status == 'queued' or status == 'running' then
+    was[status] = was[status] + 1
+    if cancelled then
+      redis.call('HSET', KEYS[2], i, 'cancelled')
+    else
+      if status == 'queued' then redis.call('HSET', KEYS[2], i, 'running') end
+      run[#run + 1] = i
+    end
   end
-  return 'cancelled'
 end
-if status == 'queued' then
-  redis.call('HSET', KEYS[2], ARGV[1], 'running')
-  redis.call('HINCRBY', KEYS[1], 'queued', -1)
-  redis.call('HINCRBY', KEYS[1], 'running', 1)
-  redis.call('HSETNX', KEYS[1], 'started_at', ARGV[2])
+if cancelled then
+  redis.call('HINCRBY', KEYS[1], 'queued', 0 - was.queued)  -- not -n: Lua's -0 is no integer to Redis
+  redis.call('HINCRBY', KEYS[1], 'running', 0 - was.running)
+  redis.call('HINCRBY', KEYS[1], 'cancelled', was.queued + was.running)
+  if tonumber(redis.call('HGET', KEYS[1], 'queued')) + tonumber(redis.call('HGET', KEYS[1], 'running')) == 0 then
+    redis.call('HSETNX', KEYS[1], 'finished_at', ARGV[1])
+  end
+elseif #run > 0 then
+  redis.call('HINCRBY', KEYS[1], 'queued', 0 - was.queued)
+  redis.call('HINCRBY', KEYS[1], 'running', was.queued)
+  redis.call('HSETNX', KEYS[1], 'started_at', ARGV[1])
 end
-return 'run'
+return run
 """
 
 # The results hash is created by the first finished item, after the record: it takes the record's remaining life.
@@ -77,22 +81,19 @@ end
 """
 
 # KEYS: record, items, results. ARGV: index, final status, result JSON ('' for none), now.
-# Only an unfinished item finishes: the second of two racing runs of one item writes nothing. An item can finish
-# straight from queued (a cache hit makes no model call, so it never passed the claim); a cancel has already
-# turned every queued item cancelled, so a queued item here belongs to a live batch.
+# Only a running item finishes: the second of two racing runs of one item writes nothing, and neither does a run
+# whose item a cancel settled first.
 _FINISH = (
     _EXPIRE_LIKE_RECORD
     + """
-local was = redis.call('HGET', KEYS[2], ARGV[1])
-if was ~= 'running' and was ~= 'queued' then return 0 end
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= 'running' then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 if ARGV[3] ~= '' then
   redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
   expire_like_record(KEYS[1], KEYS[3])
 end
-redis.call('HINCRBY', KEYS[1], was, -1)
+redis.call('HINCRBY', KEYS[1], 'running', -1)
 redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
-redis.call('HSETNX', KEYS[1], 'started_at', ARGV[4])
 if tonumber(redis.call('HGET', KEYS[1], 'queued')) + tonumber(redis.call('HGET', KEYS[1], 'running')) == 0 then
   redis.call('HSETNX', KEYS[1], 'finished_at', ARGV[4])
 end
@@ -143,8 +144,9 @@ return false
 
 _BATCH_ID = re.compile(r"[0-9a-f]{32}")
 
-# KEYS: record, items. ARGV: now. Queued items become cancelled at once; running ones end when aborted.
-_CANCEL = """
+# KEYS: record, items. ARGV: now, batch id. Queued items become cancelled at once; running ones end when their
+# worker, told on the cancel channel, stops them.
+_CANCEL = f"""
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('HGET', KEYS[1], 'state') == 'cancelled' or redis.call('HEXISTS', KEYS[1], 'finished_at') == 1 then
   return 0
@@ -158,10 +160,12 @@ for i = 1, #flat, 2 do
     n = n + 1
   end
 end
-redis.call('HINCRBY', KEYS[1], 'queued', 0 - n)  -- not -n: Lua's -0 is no integer to Redis
+redis.call('HINCRBY', KEYS[1], 'queued', 0 - n)
 redis.call('HINCRBY', KEYS[1], 'cancelled', n)
 if tonumber(redis.call('HGET', KEYS[1], 'running')) == 0 then
   redis.call('HSETNX', KEYS[1], 'finished_at', ARGV[1])
+else
+  redis.call('PUBLISH', '{keys.BATCH_CANCELS}', ARGV[2])
 end
 return 1
 """
@@ -329,22 +333,27 @@ class BatchStore:
             raise _not_found(batch_id)
         return _record(batch_id, raw)
 
-    async def unfinished(self, batch_id: str, start: int, stop: int) -> list[tuple[int, dict[str, str]]]:
-        """(index, document) of the items ``start`` to ``stop - 1`` that are still queued or running."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.lrange(keys.batch_documents(batch_id), start, stop - 1)
-            pipe.hmget(keys.batch_items(batch_id), [str(i) for i in range(start, stop)])
-            raw, statuses = await pipe.execute()
-        return [
-            (start + n, json.loads(item))
-            for n, (item, status) in enumerate(zip(raw, statuses, strict=False))
-            if status in (ItemStatus.QUEUED.value, ItemStatus.RUNNING.value)
-        ]
+    async def claim(self, batch_id: str, start: int, stop: int) -> list[tuple[int, dict[str, str]]]:
+        """Claim items ``start`` to ``stop - 1`` for a run: (index, document) of those to run, now running.
 
-    async def claim(self, batch_id: str, index: int) -> Claim:
-        # Sent at once, not batched: a claim sits between a permit and a model call, where waiting costs throughput.
-        answer = await self._claim(keys=[keys.batch(batch_id), keys.batch_items(batch_id)], args=[index, time.time()])
-        return Claim(str(answer))
+        None in a cancelled batch (its unfinished items turn cancelled) or a vanished one; final items are skipped.
+        One round trip, at the chunk's start: between a permit and a model call there is no Redis at all.
+        """
+        keys_ = [keys.batch(batch_id), keys.batch_items(batch_id)]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            await self._claim(keys=keys_, args=[time.time(), start, stop], client=pipe)  # queued, not sent
+            pipe.lrange(keys.batch_documents(batch_id), start, stop - 1)
+            run, raw = await pipe.execute()
+        return [(int(index), json.loads(raw[int(index) - start])) for index in run]
+
+    async def settle(self, batch_id: str, start: int, stop: int) -> None:
+        """A chunk's run was interrupted: its unfinished items turn cancelled if the batch was, else stay running
+        for the queue's re-delivery."""
+        await self._claim(keys=[keys.batch(batch_id), keys.batch_items(batch_id)], args=[time.time(), start, stop])
+
+    async def cancelled(self, batch_id: str) -> bool:
+        """Whether the batch was cancelled (or is gone: nothing of it should run either)."""
+        return await self._redis.hget(keys.batch(batch_id), "state") in (None, "cancelled")
 
     async def finish(self, batch_id: str, index: int, status: ItemStatus, line: str | None) -> bool:
         """Record the final status (and result line, encoded JSON) of an item; False if it was already final."""
@@ -356,7 +365,8 @@ class BatchStore:
 
     async def cancel(self, batch_id: str) -> bool:
         """Mark the batch cancelled and its queued items cancelled; False if it was already final."""
-        answer = await self._cancel(keys=[keys.batch(batch_id), keys.batch_items(batch_id)], args=[time.time()])
+        keys_ = [keys.batch(batch_id), keys.batch_items(batch_id)]
+        answer = await self._cancel(keys=keys_, args=[time.time(), batch_id])
         if int(answer) < 0:
             raise _not_found(batch_id)
         return bool(answer)
@@ -377,10 +387,6 @@ class BatchStore:
         """The status of one item; None if the batch is gone."""
         status = await self._redis.hget(keys.batch_items(batch_id), str(index))
         return None if status is None else str(status)
-
-    async def settle_interrupted(self, batch_id: str, index: int) -> None:
-        """An item's run was interrupted: cancelled if its batch was, else left running for the re-delivery."""
-        await self._claim(keys=[keys.batch(batch_id), keys.batch_items(batch_id)], args=[index, time.time()])
 
     async def page(self, batch_id: str, start: int, stop: int) -> list[tuple[str, str | None, str | None]]:
         """(document id, item status, result JSON) for items ``start`` to ``stop - 1``, in submission order."""

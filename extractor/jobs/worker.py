@@ -1,10 +1,11 @@
 """The batch worker: SAQ hands out chunks, each item runs the extraction pipeline under a per-worker limit.
 
-Per item: extract with transient retries, then record the outcome once. Before each model call the item takes a
-permit (``jobs.concurrency`` model calls at once per worker) and then claims itself: a cancelled batch starts no
-new model call, and an item another run finished is dropped. The permit covers that claim and the model call,
-nothing else, so the cache, the outcome's record and the pipeline's own work never idle a permit. A cache hit
-makes no model call and needs neither.
+A chunk claims its items when it starts (one round trip), then runs each through the pipeline with transient
+retries and records its outcome once. Around each model call an item takes a permit (``jobs.concurrency`` model
+calls at once per worker) and nothing else: no Redis stands between a permit and a model call, and the cache, the
+outcome's record and the pipeline's own work never idle a permit.
+A cancel reaches the worker on the cancel channel (``cancels.py``) and cancels the batch's chunks: their model
+calls are aborted and their unstarted items settle as cancelled, before the cancel request returns.
 A heartbeat keeps a live chunk's job fresh; a dead worker's job goes stale and SAQ's sweep hands it out again.
 A chunk's items run in one task group: if one raises (Redis failing under it), the others are cancelled with it, so
 the queue's retry never runs an item that is still running. On the chunk's last attempt its unfinished items fail
@@ -18,7 +19,7 @@ import contextlib
 import json
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -29,19 +30,16 @@ from saq.types import Context
 from extractor.errors import BatchNotFoundError, ExtractorError, StoreUnavailableError
 from extractor.extraction.result import ExtractOptions
 from extractor.extraction.service import ModelGate
+from extractor.jobs.cancels import CancelWatch
 from extractor.jobs.queue import CHUNK_TASK, BatchQueue
 from extractor.jobs.retry import backoff_delay, exponential_delay, is_transient
-from extractor.jobs.state import BatchRecord, BatchStore, Claim, ItemStatus
+from extractor.jobs.state import BatchRecord, BatchStore, ItemStatus
 from extractor.services import Services
 from extractor.settings import JobsSettings
 
 __all__ = ["ChunkRunner", "build_worker", "error_line", "problem_of"]
 
 log = logging.getLogger("extractor.jobs")
-
-
-class _NotStarted(Exception):
-    """The claim refused the item's model call: its batch was cancelled, or another run already finished it."""
 
 
 Outcome = tuple[ItemStatus, str]
@@ -64,14 +62,17 @@ def error_line(doc_id: str, index: int, problem: dict[str, Any]) -> dict[str, An
 
 
 @contextlib.asynccontextmanager
-async def heartbeat(job: Job | None, every_s: float) -> AsyncIterator[None]:
-    """Touch the job while the chunk runs, so the sweep tells a slow chunk from a dead worker's."""
+async def heartbeat(job: Job | None, every_s: float, also: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
+    """Touch the job while the chunk runs, so the sweep tells a slow chunk from a dead worker's; ``also`` too."""
 
     async def beat() -> None:
         while True:
             await asyncio.sleep(every_s)
+            if job is not None:
+                with contextlib.suppress(Exception):
+                    await job.update()
             with contextlib.suppress(Exception):
-                await job.update() if job is not None else None
+                await also()
 
     task = asyncio.create_task(beat())
     try:
@@ -90,6 +91,7 @@ class ChunkRunner:
         self._store = store
         self._settings = settings
         self._permits = asyncio.Semaphore(settings.concurrency)
+        self.cancels = CancelWatch()
 
     async def run_chunk(self, ctx: Context, *, batch_id: str, start: int, stop: int) -> int:
         """SAQ task: run items ``start`` to ``stop - 1``; returns how many this run finished."""
@@ -108,9 +110,28 @@ class ChunkRunner:
         except BatchNotFoundError:
             log.warning("chunk %s:%d of a batch that no longer exists (expired or deleted): dropped", batch_id, start)
             return 0
-        items = await self._store.unfinished(batch_id, start, stop)
+        items = await self._store.claim(batch_id, start, stop)
+        if not items:
+            return 0  # finished by an earlier run, or cancelled
+        work = asyncio.create_task(self._run_items(record, items))
+
+        async def check_cancelled() -> None:  # a cancel this worker missed on the channel
+            if await self._store.cancelled(batch_id):
+                self.cancels.cancel(batch_id)
+
+        try:
+            with self.cancels.watching(batch_id, work):
+                async with heartbeat(job, max(self._settings.heartbeat_s / 3, 0.5), check_cancelled):
+                    return await work
+        except asyncio.CancelledError:
+            await asyncio.shield(self._store.settle(batch_id, start, stop))
+            if work.cancelled() and not _being_cancelled():
+                return 0  # the batch was cancelled: this chunk is done
+            raise
+
+    async def _run_items(self, record: BatchRecord, items: list[tuple[int, dict[str, str]]]) -> int:
         options = ExtractOptions.model_validate(record.options)
-        async with heartbeat(job, max(self._settings.heartbeat_s / 3, 0.5)), asyncio.TaskGroup() as group:
+        async with asyncio.TaskGroup() as group:
             runs = [group.create_task(self._run_item(record, options, index, doc)) for index, doc in items]
         return sum(run.result() for run in runs)
 
@@ -138,27 +159,20 @@ class ChunkRunner:
                 attempt += 1
 
     async def _run_item(self, record: BatchRecord, options: ExtractOptions, index: int, doc: dict[str, str]) -> bool:
-        claimed = False
-
-        @contextlib.asynccontextmanager
-        async def admit() -> AsyncIterator[None]:
-            """Around each model call: a permit, then the claim (the gate a cancel closes)."""
-            nonlocal claimed
-            async with self._permits:
-                claimed = True  # from the moment the claim may reach Redis: if we are cancelled, settle it
-                if await self._store.claim(record.batch_id, index) is not Claim.RUN:
-                    raise _NotStarted
-                yield
-
-        try:
-            status, line = await self._extract(record, options, index, doc, admit)
-        except _NotStarted:
-            return False
-        except asyncio.CancelledError:
-            if claimed:
-                await asyncio.shield(self._store.settle_interrupted(record.batch_id, index))
-            raise
+        status, line = await self._extract(record, options, index, doc, self._permit)
         return await self._store.finish(record.batch_id, index, status, line)
+
+    @contextlib.asynccontextmanager
+    async def _permit(self) -> AsyncIterator[None]:
+        """The gate around each model call: one of ``jobs.concurrency`` permits.
+
+        Having given its permit back, the item yields once before its own post-processing, so that the item that
+        takes the permit sends its call first: a wave of answers arriving together would otherwise hold every
+        next call back behind the whole wave's parsing, validation and grounding.
+        """
+        async with self._permits:
+            yield
+        await asyncio.sleep(0)
 
     async def _extract(
         self, record: BatchRecord, options: ExtractOptions, index: int, doc: dict[str, str], gate: ModelGate
@@ -170,8 +184,6 @@ class ChunkRunner:
                 result = await self._services.extraction.extract(
                     record.tenant, record.schema_ref, doc["text"], options, model_gate=gate
                 )
-            except _NotStarted:
-                raise
             except (ExtractorError, RedisError) as exc:
                 if is_transient(exc) and attempt < self._settings.transient_attempts:
                     await asyncio.sleep(backoff_delay(exc, attempt, self._settings))
@@ -187,6 +199,11 @@ class ChunkRunner:
             return ItemStatus(result.status), f'{{"id":{json.dumps(doc["id"])},"index":{index},{body[1:]}'
 
 
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 def build_worker(
     services: Services, queue: BatchQueue, *, handle_signals: bool = True, worker_id: str | None = None
 ) -> Worker[Context]:
@@ -195,9 +212,21 @@ def build_worker(
     settings = services.settings.jobs
     runner = ChunkRunner(services, BatchStore(services.redis, settings.ttl_s), settings)
     queue.saq.on_lost = runner.settle_lost
+    listening: list[asyncio.Task[None]] = []
+
+    async def startup(ctx: Context) -> None:
+        listening.append(asyncio.create_task(runner.cancels.listen(queue.saq.redis)))
+
+    async def shutdown(ctx: Context) -> None:
+        for task in listening:
+            task.cancel()
+        await asyncio.gather(*listening, return_exceptions=True)
+
     worker: Worker[Context] = Worker(
         queue.saq,
         functions=[(CHUNK_TASK, runner.run_chunk)],
+        startup=startup,
+        shutdown=shutdown,
         id=worker_id,
         concurrency=math.ceil(2 * settings.concurrency / settings.chunk_size) + 1,
         # Short waits everywhere: under an anyio portal (Litestar's test client) cancelling SAQ's tasks is not

@@ -21,6 +21,7 @@ from extractor.registry.checks import check_definition
 from extractor.registry.compiled import CompiledSchema, compile_schema
 from extractor.registry.schema import SchemaDefinition, SchemaVersion, canonical_hash, parse_ref
 from extractor.settings import RegistrySettings
+from extractor.singleflight import SingleFlight
 
 __all__ = ["SchemaRegistry", "SchemaSummary", "read_definitions"]
 
@@ -51,6 +52,8 @@ class SchemaRegistry:
         self._bundled = dict(bundled or {})
         self._compiled: dict[str, CompiledSchema] = {}
         self._pointers: dict[tuple[str, str], tuple[float, tuple[str, int, bool]]] = {}
+        self._locating: SingleFlight[tuple[str, str], tuple[str, int, bool]] = SingleFlight()
+        self._compiling: SingleFlight[str, CompiledSchema] = SingleFlight()
 
     async def register(self, tenant: str, name: str, definition: SchemaDefinition) -> tuple[SchemaVersion, bool]:
         """Store ``definition`` as the next version of ``name``; ``(latest, False)`` when it equals the latest."""
@@ -153,10 +156,13 @@ class SchemaRegistry:
         memo = self._pointers.get((tenant, name))
         if memo is not None and memo[0] > now:
             return memo[1]
+        return await self._locating.run((tenant, name), lambda: self._locate_and_remember(tenant, name))
+
+    async def _locate_and_remember(self, tenant: str, name: str) -> tuple[str, int, bool]:
         located = await self._locate(tenant, name)
         if len(self._pointers) >= _POINTER_CACHE_SIZE:
             self._pointers.clear()
-        self._pointers[(tenant, name)] = (now + self._limits.latest_ttl_s, located)
+        self._pointers[(tenant, name)] = (time.monotonic() + self._limits.latest_ttl_s, located)
         return located
 
     def _forget(self, name: str) -> None:
@@ -193,10 +199,15 @@ class SchemaRegistry:
 
     async def _compiled_version(self, owner: str, name: str, number: int) -> CompiledSchema:
         """Versions are immutable, so a compiled one is kept in memory for good (bounded)."""
-        compiled = self._compiled.get(f"{owner}\0{name}\0{number}")
+        key = f"{owner}\0{name}\0{number}"
+        compiled = self._compiled.get(key)
         if compiled is None:
-            compiled = compile_schema(await self._load(owner, name, number))
-            self._keep_compiled(owner, name, number, compiled)
+            compiled = await self._compiling.run(key, lambda: self._compile(owner, name, number))
+        return compiled
+
+    async def _compile(self, owner: str, name: str, number: int) -> CompiledSchema:
+        compiled = compile_schema(await self._load(owner, name, number))
+        self._keep_compiled(owner, name, number, compiled)
         return compiled
 
     def _keep_compiled(self, owner: str, name: str, number: int, compiled: CompiledSchema) -> None:

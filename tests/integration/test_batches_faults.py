@@ -135,7 +135,7 @@ async def test_redis_errors_inside_extraction_are_retried_with_backoff(redis: Re
 async def test_results_stream_ends_when_the_batch_vanishes(redis: Redis) -> None:
     store = BatchStore(redis, 3600)
     batch_id = await new_batch(store, 3)
-    await store.claim(batch_id, 0)
+    await store.claim(batch_id, 0, 1)
     await store.finish(batch_id, 0, ItemStatus.OK, json.dumps({"id": "d0", "index": 0, "status": "ok"}))
     service = BatchService(store, cast("BatchQueue", None), cast("SchemaRegistry", None), SETTINGS)
     lines: list[str] = []
@@ -183,21 +183,42 @@ async def test_dequeue_backs_off_while_redis_is_down() -> None:
     await queue.redis.aclose()
 
 
-async def test_an_unclaimed_item_finishes_from_queued_but_not_after_a_cancel(redis: Redis) -> None:
-    """A cache hit makes no model call, so it never claims; its outcome is recorded from queued, exactly once."""
+async def test_an_item_finishes_once_and_only_once_claimed(redis: Redis) -> None:
+    """The outcome of an item is recorded only from running: once, and never for an unclaimed or cancelled item."""
     store = BatchStore(redis, 3600)
-    batch_id = await new_batch(store, 3)
+    batch_id = await new_batch(store, 4)
     line = json.dumps({"id": "d0", "index": 0, "status": "ok"})
+    assert await store.finish(batch_id, 0, ItemStatus.OK, line) is False, "never claimed"
+    assert [index for index, _ in await store.claim(batch_id, 0, 2)] == [0, 1]
     assert await store.finish(batch_id, 0, ItemStatus.OK, line) is True
     assert await store.finish(batch_id, 0, ItemStatus.OK, line) is False, "a second run records nothing"
+    assert [(i, doc["id"]) for i, doc in await store.claim(batch_id, 0, 4)] == [(1, "d1"), (2, "d2"), (3, "d3")]
     record = await store.get(batch_id)
-    assert (record.counts["queued"], record.counts["ok"]) == (2, 1)
+    assert (record.counts["queued"], record.counts["running"], record.counts["ok"]) == (0, 3, 1)
     assert record.started_at is not None
     await store.cancel(batch_id)
-    assert await store.finish(batch_id, 1, ItemStatus.OK, line) is False, "a cancel turned it cancelled first"
+    assert (await store.get(batch_id)).counts["running"] == 3, "running items are their workers' to settle"
+    await store.settle(batch_id, 0, 2)
+    assert await store.finish(batch_id, 1, ItemStatus.OK, line) is False, "settled as cancelled first"
+    assert await store.claim(batch_id, 2, 4) == [], "a cancelled batch runs nothing"
     after = await store.get(batch_id)
-    assert after.counts == {"queued": 0, "running": 0, "ok": 1, "empty": 0, "failed": 0, "cancelled": 2}
+    assert after.counts == {"queued": 0, "running": 0, "ok": 1, "empty": 0, "failed": 0, "cancelled": 3}
     assert after.finished_at is not None
+
+
+async def test_a_cancel_is_published_to_the_workers(redis: Redis) -> None:
+    store = BatchStore(redis, 3600)
+    batch_id = await new_batch(store, 4)
+    await store.claim(batch_id, 0, 4)
+    async with redis.pubsub() as pubsub:
+        await pubsub.subscribe(keys.BATCH_CANCELS)
+        assert (await pubsub.get_message(timeout=2) or {}).get("type") == "subscribe"
+        assert await store.cancel(batch_id) is True
+        message = await pubsub.get_message(timeout=2)
+        assert message is not None
+        assert (message["channel"], message["data"]) == (keys.BATCH_CANCELS, batch_id)
+        assert await store.cancel(batch_id) is False, "already cancelled: nothing more to tell"
+        assert await pubsub.get_message(timeout=0.2) is None
 
 
 @pytest.mark.parametrize(("attempts", "settled"), [(2, True), (1, False)])
@@ -212,9 +233,8 @@ async def test_a_chunk_whose_worker_died_on_its_last_attempt_is_settled_by_the_s
 
     store = BatchStore(redis, 3600)
     batch_id = await new_batch(store, 4)
-    await store.claim(batch_id, 0)
+    await store.claim(batch_id, 0, 2)  # the dead worker held these running, and finished the first
     await store.finish(batch_id, 0, ItemStatus.OK, json.dumps({"id": "d0", "index": 0, "status": "ok"}))
-    await store.claim(batch_id, 1)  # the dead worker held this one running
     saq = open_queue(REDIS_URL)
     settings = SETTINGS.model_copy(update={"heartbeat_s": 1, "redeliveries": 2})
     queue = BatchQueue(saq, settings)
@@ -240,3 +260,36 @@ async def test_a_chunk_whose_worker_died_on_its_last_attempt_is_settled_by_the_s
         assert record.counts["failed"] == 0, "attempts left: the sweep re-queues it and settles nothing"
         assert after is not None
         assert after.status == Status.QUEUED
+
+
+@pytest.mark.parametrize("subscribed", [True, False])
+async def test_a_cancel_stops_a_running_chunk(redis: Redis, subscribed: bool) -> None:
+    """Told on the cancel channel, a chunk stops at once; a worker that missed the message stops at its next
+    heartbeat, which reads the batch's state."""
+    store = BatchStore(redis, 3600)
+    batch_id = await new_batch(store, 4)
+    extraction = Extraction(slow="text 1", errors=[InvalidInputError("bad")])
+    heartbeat_s = 10 if subscribed else 1  # a heartbeat every 3.3 s, or every 0.5 s
+    chunk = ChunkRunner(
+        cast("Services", SimpleNamespace(extraction=extraction)),
+        store,
+        SETTINGS.model_copy(update={"heartbeat_s": heartbeat_s}),
+    )
+    listening = asyncio.create_task(chunk.cancels.listen(redis)) if subscribed else None
+    await asyncio.sleep(0.1)  # subscribed
+    run = asyncio.create_task(chunk.run_chunk(job(attempts=1, retries=3), batch_id=batch_id, start=0, stop=4))
+    await extraction.slow_started.wait()
+    while (await store.get(batch_id)).counts["failed"] < 3:  # noqa: ASYNC110 (the others' outcomes are recorded)
+        await asyncio.sleep(0.01)
+    cancelled_at = time.monotonic()
+    await store.cancel(batch_id)
+    try:
+        assert await asyncio.wait_for(run, timeout=3) == 0
+    finally:
+        if listening is not None:
+            listening.cancel()
+    assert time.monotonic() - cancelled_at < (0.5 if subscribed else 1.5)
+    assert extraction.cancelled == ["text 1"]
+    record = await store.get(batch_id)
+    assert record.counts == {"queued": 0, "running": 0, "ok": 0, "empty": 0, "failed": 3, "cancelled": 1}
+    assert record.finished_at is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from extractor.api.batches import parse_submission
 from extractor.errors import InvalidInputError, UpstreamRateLimitedError, UpstreamUnavailableError
+from extractor.jobs.cancels import CancelWatch
 from extractor.jobs.client import read_documents, read_done_ids
 from extractor.jobs.queue import chunk_key, chunks
 from extractor.jobs.retry import backoff_delay, is_transient
@@ -23,6 +25,32 @@ def test_chunks_cover_every_index_once() -> None:
     assert list(chunks(10, 4)) == [(0, 4), (4, 8), (8, 10)]
     assert list(chunks(0, 4)) == []
     assert chunk_key("b1", 8) == "b1:8"
+
+
+async def test_a_cancel_stops_the_batch_s_chunks_even_those_that_register_after_it() -> None:
+    watch = CancelWatch()
+
+    async def chunk() -> int:
+        await asyncio.sleep(60)
+        return 1
+
+    running, other, late = (asyncio.create_task(chunk()) for _ in range(3))
+    with watch.watching("b1", running), watch.watching("b2", other):
+        watch.cancel("b1")
+        await asyncio.sleep(0)
+        assert running.cancelled()
+        assert not other.done()
+        with watch.watching("b1", late):  # its claim raced the cancel: it stops as it registers
+            await asyncio.sleep(0)
+            assert late.cancelled()
+    other.cancel()
+    for n in range(2000):  # the batches it remembers are bounded
+        watch.cancel(f"x{n}")
+    fresh = asyncio.create_task(chunk())
+    with watch.watching("b1", fresh):
+        await asyncio.sleep(0)
+        assert not fresh.done(), "b1 was forgotten among 2,000 later cancels"
+    fresh.cancel()
 
 
 def test_backoff_doubles_honours_retry_after_and_is_capped() -> None:
