@@ -42,6 +42,7 @@ def serve(host: str | None, port: int | None) -> None:
     import uvicorn
 
     from extractor.app import create_app
+    from extractor.gc_tuning import tune_for_service
     from extractor.local.embedded import start_embedded
 
     _configure_logging()
@@ -49,6 +50,7 @@ def serve(host: str | None, port: int | None) -> None:
     with ExitStack() as stack:
         settings, model_alive = start_embedded(settings, stack)
         app = create_app(settings, model_alive=model_alive)
+        tune_for_service()
         uvicorn.run(
             app, host=host or settings.host, port=port or settings.port, log_config=None, access_log=settings.access_log
         )

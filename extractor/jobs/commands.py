@@ -11,6 +11,7 @@ import httpx
 import uvloop
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from extractor.gc_tuning import tune_for_service
 from extractor.jobs.client import BatchRun, read_documents
 from extractor.services import build_services
 from extractor.settings import Settings
@@ -32,6 +33,7 @@ def worker(worker_id: str | None) -> None:
 
     async def main() -> None:
         services = build_services(settings)
+        tune_for_service()
         try:
             await run_worker(services, worker_id=worker_id)
         finally:
