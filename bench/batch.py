@@ -99,21 +99,7 @@ def run_once(args: argparse.Namespace, workers: int) -> dict[str, Any]:
         [sys.executable, "-m", "bench.fake_openai", "--port", str(model_port), "--latency-ms", str(args.latency_ms)],
         {},
     )
-    api = (
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "extractor.app:create_app",
-            "--factory",
-            "--port",
-            str(api_port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        env,
-    )
+    api = ([sys.executable, "-m", "extractor", "serve", "--port", str(api_port)], env)  # as users run it
     worker = ([sys.executable, "-c", "from extractor.jobs.commands import worker; worker()"], env)
     with _processes([fake, api]) as (_, api_process):
         _wait_http(f"{model_url}/models")
@@ -147,6 +133,7 @@ def run_once(args: argparse.Namespace, workers: int) -> dict[str, Any]:
         "documents": args.documents,
         "ok": status["counts"]["ok"],
         "submit_s": round(accepted, 3),
+        "first_start_s": round(status["started_at"] - submitted, 3),
         "elapsed_s": round(elapsed, 3),
         "throughput": round(throughput, 1),
         "ideal": round(ideal, 1),
@@ -169,6 +156,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
         "ideal",
         "of_ideal",
         "submit_s",
+        "first_start_s",
         "stream_s",
         "peak_rss_before_stream_mib",
         "peak_rss_after_stream_mib",
