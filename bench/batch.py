@@ -113,6 +113,8 @@ def run_once(args: argparse.Namespace, workers: int) -> dict[str, Any]:
             response.raise_for_status()
             accepted = time.time() - submitted
             batch_id = response.json()["batch_id"]
+            if args.cancel_after is not None:
+                return _cancel(client, batch_id, submitted + args.cancel_after, workers)
             while (status := client.get(f"/v1/batches/{batch_id}").json())["finished_at"] is None:
                 time.sleep(0.1)
             elapsed = status["finished_at"] - submitted
@@ -146,7 +148,32 @@ def run_once(args: argparse.Namespace, workers: int) -> dict[str, Any]:
     }
 
 
+def _cancel(client: httpx.Client, batch_id: str, at: float, workers: int) -> dict[str, Any]:
+    """DELETE the running batch at ``at``: how long the answer took, and whether anything ran on after it."""
+    time.sleep(max(0.0, at - time.time()))
+    asked = time.monotonic()
+    answer = client.delete(f"/v1/batches/{batch_id}").json()
+    cancel_s = time.monotonic() - asked
+    time.sleep(1.0)  # anything still running would finish (or start) now
+    later = client.get(f"/v1/batches/{batch_id}").json()
+    return {
+        "workers": workers,
+        "cancel_s": round(cancel_s, 3),
+        "done_at_answer": answer["done"],
+        "running_at_answer": answer["counts"]["running"],
+        "ok_at_answer": answer["counts"]["ok"],
+        "ok_1s_later": later["counts"]["ok"],
+        "cancelled": later["counts"]["cancelled"],
+        "status": later["status"],
+    }
+
+
 def _table(rows: list[dict[str, Any]]) -> str:
+    if "cancel_s" in rows[0]:
+        columns = list(rows[0])
+        lines = [" | ".join(columns), " | ".join("-" * len(c) for c in columns)]
+        lines.extend(" | ".join(str(row[c]) for c in columns) for row in rows)
+        return "\n".join(lines)
     columns = [
         "workers",
         "concurrency",
@@ -173,6 +200,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--chunk-size", type=int, default=16)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--latency-ms", type=float, default=100.0)
+    parser.add_argument(
+        "--cancel-after", type=float, default=None, help="Instead: DELETE the batch this many seconds in, and time it."
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14", help="Flushed before each run.")
     parser.add_argument("--json", dest="json_path", default=None, help="Also write the rows here.")
     args = parser.parse_args(argv)
