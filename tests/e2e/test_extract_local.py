@@ -66,15 +66,26 @@ async def test_two_schemas(e2e_client: AsyncTestClient[Any]) -> None:
     _assert_honest(contact, CONTACT, await _schema(e2e_client, "contact"))
 
 
-async def test_four_concurrent_requests_all_succeed(e2e_client: AsyncTestClient[Any]) -> None:
+async def test_four_concurrent_requests_answer_as_each_would_alone(e2e_client: AsyncTestClient[Any]) -> None:
+    """Concurrency changes no answer: four requests at once get what each gets alone (temperature 0, seeded, no
+    cache). Each answer is a grounded 200, or a clean 422 when the 135M model found no valid output: which one a
+    document gets depends on the model's build, not on the service."""
     texts = [RECEIPT, CONTACT, CHAT, RECEIPT.replace("ACME", "Globex")]
     schemas = ["receipt", "contact", "receipt", "receipt"]
-    responses = await asyncio.gather(
-        *(e2e_client.post("/v1/extract", json={"schema": s, "text": t}) for s, t in zip(schemas, texts, strict=True))
-    )
-    assert [r.status_code for r in responses] == [200, 200, 200, 200]
-    for response, text, schema in zip(responses, texts, schemas, strict=True):
-        _assert_honest(response.json(), text, await _schema(e2e_client, schema))
+    bodies = [{"schema": s, "text": t, "options": {"cache": False}} for s, t in zip(schemas, texts, strict=True)]
+    together = await asyncio.gather(*(e2e_client.post("/v1/extract", json=body) for body in bodies))
+    alone = [await e2e_client.post("/v1/extract", json=body) for body in bodies]
+    assert [r.status_code for r in together] == [r.status_code for r in alone]
+    assert [r.status_code for r in together][:3] == [200, 200, 200], [r.text for r in together]
+    for concurrent, single, text, schema in zip(together, alone, texts, schemas, strict=True):
+        body = concurrent.json()
+        if concurrent.status_code == 422:
+            assert body["type"] == "extraction-failed"
+            assert body["attempts"] == single.json()["attempts"] == 3
+            continue
+        assert concurrent.status_code == 200
+        assert (body["status"], body["data"]) == (single.json()["status"], single.json()["data"])
+        _assert_honest(body, text, await _schema(e2e_client, schema))
 
 
 async def test_repeat_is_cached(e2e_client: AsyncTestClient[Any]) -> None:
