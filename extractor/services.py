@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -21,7 +22,7 @@ from extractor.extraction.service import ExtractionService
 from extractor.registry.service import SchemaRegistry, read_definitions
 from extractor.settings import Settings
 
-__all__ = ["Services", "build_services", "bundled_schema_dir"]
+__all__ = ["Services", "build_services", "bundled_schema_dir", "reconnecting"]
 
 
 def bundled_schema_dir(settings: Settings) -> Path:
@@ -43,6 +44,12 @@ class Services:
         await self.redis.aclose()
 
 
+def reconnecting() -> dict[str, Any]:
+    """Client options: a pooled connection that Redis closed (a restart, a failover) is reopened and the command
+    sent again, rather than the request failing; redis-py's asyncio client retries nothing unless told to."""
+    return {"retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2), "retry_on_error": [RedisConnectionError]}
+
+
 def build_services(
     settings: Settings,
     *,
@@ -58,12 +65,9 @@ def build_services(
         decode_responses=True,
         socket_connect_timeout=2,
         socket_timeout=10,
-        # A pooled connection that Redis closed (a restart, a failover) is reopened and the command sent again,
-        # rather than the request failing: redis-py's asyncio client retries nothing unless told to. The writes
-        # are idempotent (SET, Lua scripts guarded by the item's status, WATCHed registrations), except the export
-        # log's XADD, which a retry can at worst append twice.
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
-        retry_on_error=[RedisConnectionError],
+        # The writes are idempotent (SET, Lua scripts guarded by the item's status, WATCHed registrations), except
+        # the export log's XADD, which a retry can at worst append twice.
+        **reconnecting(),
     )
     model = ModelClient(
         settings.model_base_url,

@@ -21,6 +21,7 @@ from saq.job import Job, Status
 from saq.queue.redis import RedisQueue
 
 from extractor import keys
+from extractor.services import reconnecting
 from extractor.settings import JobsSettings
 
 __all__ = ["CHUNK_TASK", "BatchQueue", "PatientQueue", "chunk_key", "chunks", "open_queue"]
@@ -74,8 +75,10 @@ class PatientQueue(RedisQueue):
 
 
 def open_queue(redis_url: str) -> PatientQueue:
-    """SAQ's queue on its own connection pool: SAQ reads bytes and blocks on BLMOVE, so no socket timeout."""
-    return PatientQueue(Redis.from_url(redis_url), name=keys.BATCH_QUEUE, max_concurrent_ops=32)
+    """SAQ's queue on its own connection pool: SAQ reads bytes and blocks on BLMOVE, so no socket timeout. Like the
+    service's client, it reconnects and sends again when Redis closed a pooled connection (SAQ's enqueue is keyed,
+    so a second send adds nothing)."""
+    return PatientQueue(Redis.from_url(redis_url, **reconnecting()), name=keys.BATCH_QUEUE, max_concurrent_ops=32)
 
 
 class BatchQueue:

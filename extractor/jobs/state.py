@@ -202,11 +202,12 @@ class BatchRecord:
         return sum(self.counts[s] for s in ("ok", "empty", "failed", "cancelled"))
 
     def throughput(self, now: float | None = None) -> float:
-        """Documents finished per second since the first one started."""
+        """Documents processed (ok, empty or failed; not cancelled) per second since the first one started."""
         if self.started_at is None:
             return 0.0
         end = self.finished_at or (now if now is not None else time.time())
-        return self.done / max(end - self.started_at, 1e-3)
+        processed = self.done - self.counts["cancelled"]
+        return processed / max(end - self.started_at, 1e-3)
 
 
 def _optional_float(value: str | None) -> float | None:

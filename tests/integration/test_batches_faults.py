@@ -293,3 +293,27 @@ async def test_a_cancel_stops_a_running_chunk(redis: Redis, subscribed: bool) ->
     record = await store.get(batch_id)
     assert record.counts == {"queued": 0, "running": 0, "ok": 0, "empty": 0, "failed": 3, "cancelled": 1}
     assert record.finished_at is not None
+
+
+async def test_a_cancel_that_no_worker_answers_returns_in_time_and_the_redelivery_settles_it(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dead worker held a chunk: DELETE answers after its wait with the items still running; when the queue hands
+    the chunk out again, the chunk cancels them instead of running them."""
+    monkeypatch.setattr("extractor.jobs.service._CANCEL_WAIT_S", 0.3)
+    store = BatchStore(redis, 3600)
+    batch_id = await new_batch(store, 4)
+    await store.claim(batch_id, 0, 4)  # then the worker died
+    service = BatchService(store, cast("BatchQueue", None), cast("SchemaRegistry", None), SETTINGS)
+    started = time.monotonic()
+    answer = await service.cancel("t", batch_id)
+    assert 0.3 <= time.monotonic() - started < 1.0
+    assert (answer.status, answer.counts["running"], answer.finished_at) == ("cancelled", 4, None)
+    extraction = Extraction(slow="none", errors=[InvalidInputError("unused")])
+    assert (
+        await runner(store, extraction).run_chunk(job(attempts=2, retries=3), batch_id=batch_id, start=0, stop=4) == 0
+    )
+    assert extraction.calls == []
+    after = await store.get(batch_id)
+    assert after.counts == {"queued": 0, "running": 0, "ok": 0, "empty": 0, "failed": 0, "cancelled": 4}
+    assert after.finished_at is not None

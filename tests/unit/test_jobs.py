@@ -106,6 +106,9 @@ def test_record_status_and_throughput() -> None:
     assert queued.status == "queued"
     assert queued.throughput() == 0.0
     assert BatchRecord("b", "t", "r", {}, 10, 4, "d", True, counts, 1.0, None, None).status == "cancelled"
+    cut = {**counts, "ok": 2, "cancelled": 6}
+    cancelled = BatchRecord("b", "t", "receipt@1", {}, 10, 4, "d", True, cut, 100.0, 100.0, 102.0)
+    assert cancelled.throughput() == 2.0, "4 processed in 2 s: cancelled items are not throughput"
 
 
 def test_read_documents_from_jsonl_and_folder(tmp_path: Path) -> None:
