@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, cast
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
+from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
 from litestar.params import FromPath, FromQuery, HeaderParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
@@ -76,6 +78,41 @@ def parse_submission(body: bytes, content_type: str, schema: str | None, options
     return Submission(request.schema_ref, request.options, documents)
 
 
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic JSON Schema with its ``$defs`` put in place: ``#/$defs/...`` means nothing inside an OpenAPI
+    document, whose root is not the schema."""
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(
+                    {**definitions[ref.removeprefix("#/$defs/")], **{k: v for k, v in node.items() if k != "$ref"}}
+                )
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
+@dataclass
+class _SubmitOperation(Operation):
+    """``POST /v1/batches`` reads its body itself (JSON or NDJSON), so Litestar cannot see it: say what it is."""
+
+    def __post_init__(self) -> None:
+        batch = _inlined(BatchRequest.model_json_schema(by_alias=True))
+        document = _inlined(BatchDocument.model_json_schema(by_alias=True))
+        content = {
+            "application/json": OpenAPIMediaType(schema=cast("Schema", batch)),
+            NDJSON: OpenAPIMediaType(schema=cast("Schema", {**document, "description": "One document per line."})),
+        }
+        self.request_body = RequestBody(content=content, required=True)
+
+
 def provide_batches(state: State) -> BatchService:
     batches: BatchService = state.batches
     return batches
@@ -101,6 +138,7 @@ class BatchController(Controller):
         ),
         status_code=HTTP_202_ACCEPTED,
         responses=problems(400, 404, 413, 422),
+        operation_class=_SubmitOperation,
     )
     async def submit(
         self,

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from jsonschema import Draft202012Validator
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
@@ -132,3 +133,20 @@ async def test_openapi_documents_the_problem_answers(client: AsyncTestClient[Any
     assert {"type", "title", "status", "detail"} <= set(spec["components"]["schemas"]["Problem"]["required"])
     assert "409" in spec["paths"]["/v1/schemas/{name}"]["put"]["responses"]
     assert "422" in spec["paths"]["/v1/batches"]["post"]["responses"]
+
+
+async def test_openapi_documents_the_batch_body_as_the_service_reads_it(client: AsyncTestClient[Any]) -> None:
+    """The body is read by the handler itself (JSON or NDJSON); the documented schemas must match what it accepts."""
+    spec = (await client.get("/schema/openapi.json")).json()
+    content = spec["paths"]["/v1/batches"]["post"]["requestBody"]["content"]
+    batch = Draft202012Validator(content["application/json"]["schema"])
+    line = Draft202012Validator(content["application/x-ndjson"]["schema"])
+    body = {"schema": "receipt", "documents": [{"id": "a", "text": "TOTAL 3.70"}], "options": {"grounding": "strict"}}
+    assert batch.is_valid(body)
+    assert (await client.post("/v1/batches", json=body)).status_code == 202
+    for wrong in ({"schema": "receipt", "documents": []}, {**body, "extra": 1}, {"documents": body["documents"]}):
+        assert not batch.is_valid(wrong)
+        assert (await client.post("/v1/batches", json=wrong)).status_code == 400, wrong
+    assert line.is_valid({"id": "a", "text": "x"})
+    assert not line.is_valid({"id": "", "text": "x"})
+    assert "$defs" not in json.dumps(content), "no dangling #/$defs references inside the OpenAPI document"
