@@ -95,7 +95,7 @@ def run_once(args: argparse.Namespace, workers: int) -> dict[str, Any]:
         "EXTRACTOR_JOBS__RUN_IN_SERVE": "false",
         "EXTRACTOR_JOBS__MAX_DOCUMENTS": str(max(args.documents, 10_000)),
     }
-    fake = (
+    fake: tuple[list[str], dict[str, str]] = (
         [sys.executable, "-m", "bench.fake_openai", "--port", str(model_port), "--latency-ms", str(args.latency_ms)],
         {},
     )

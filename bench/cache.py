@@ -41,6 +41,8 @@ def create_bare_app(redis_url: str, key: str) -> Litestar:
     async def hit(request: Request[Any, Any, Any]) -> Response[bytes]:
         await request.body()
         value = await redis.get(key)
+        if isinstance(value, str):  # typed bytes | str; without decode_responses it is bytes
+            value = value.encode()
         return Response(value or b"null", media_type="application/json")
 
     return Litestar(route_handlers=[hit], on_shutdown=[redis.aclose], debug=False)
@@ -77,14 +79,15 @@ def _warm(service_url: str, redis_url: str) -> str:
     from redis import Redis
 
     redis = Redis.from_url(redis_url, decode_responses=True)
-    before = set(redis.scan_iter("extractor:*:cache:*"))
+    # decode_responses=True: the keys are str
+    before: set[str] = set(redis.scan_iter("extractor:*:cache:*"))
     answer = httpx.post(service_url + "/v1/extract", content=BODY, headers={"content-type": "application/json"})
     answer.raise_for_status()
     if not httpx.post(service_url + "/v1/extract", content=BODY, headers={"content-type": "application/json"}).json()[
         "cached"
     ]:
         raise RuntimeError("the second request was not a cache hit")
-    new = set(redis.scan_iter("extractor:*:cache:*")) - before
+    new: set[str] = set(redis.scan_iter("extractor:*:cache:*")) - before
     if len(new) != 1:
         # Already cached by an earlier run: find the key holding the same result.
         body = answer.json()

@@ -94,7 +94,7 @@ async def overhead(services: Services, rounds: int) -> dict[str, Any]:
             tokens[name].append(await call())
             timings[name].append(time.perf_counter() - start)
     await direct.close()
-    rows = {}
+    rows: dict[str, dict[str, Any]] = {}
     for name in contenders:
         median = statistics.median(timings[name])
         rows[name] = {

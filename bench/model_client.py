@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypedDict
 
 from bench.common import PYTHON, Server, free_port, machine, rotations, run_json, table, write_json
 
@@ -34,6 +35,14 @@ MESSAGES = [
     {"role": "user", "content": "Document:\n<<<\nDana Whitfield, dana.whitfield@northwind-labs.example\n>>>"},
 ]
 FORMAT = {"type": "json_schema", "json_schema": {"name": "contact", "schema": SCHEMA, "strict": True}}
+
+
+class Summary(TypedDict):
+    """One contender's figures over its rounds."""
+
+    cpu_ms_per_call: float
+    cpu_ms_rounds: list[float]
+    calls_per_s: float
 
 
 def _sdk(base_url: str, aiohttp: bool) -> Callable[[], Awaitable[str]]:
@@ -114,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
             for name in order:
                 runs[name].append(_round(name, f"{fake.url}/v1", args.calls, args.concurrency))
                 print(f"  {name}: round {len(runs[name])}/{args.rounds}", file=sys.stderr)
-    summary = {
+    summary: dict[str, Summary] = {
         name: {
             "cpu_ms_per_call": round(statistics.median(r["cpu_ms_per_call"] for r in rs), 3),
             "cpu_ms_rounds": [round(r["cpu_ms_per_call"], 3) for r in rs],

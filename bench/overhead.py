@@ -165,7 +165,7 @@ def _measure(fake_url: str, service_url: str, rounds: int, requests: int, concur
         for name in order:
             runs[name].append(_round(name, fake_url, service_url, requests, concurrency))
             print(f"  c={concurrency} {name}: round {len(runs[name])}/{rounds}", file=sys.stderr)
-    summary = {
+    summary: dict[str, dict[str, Any]] = {
         name: summarize_latencies([x for r in rs for x in r["latencies"]], sum(r["seconds"] for r in rs))
         for name, rs in runs.items()
     }

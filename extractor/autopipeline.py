@@ -5,7 +5,7 @@ once). One round trip and one pool checkout for all of them costs less than half
 against 139 µs per Lua call, 64 callers at a time. The pipeline leaves at the end of the loop iteration in which
 its first command was queued, so a lone caller waits for nothing, but every caller waits an iteration or two
 longer than with a command of its own. Use it where CPU matters more than that: the result cache and a batch
-item's outcome, not the claim that stands between a permit and a model call. In the batch worker it cut CPU per
+item's outcome, nothing that stands between a permit and a model call. In the batch worker it cut CPU per
 document from about 1.87 to 1.6-1.7 ms (``bench/batch.py``: two workers of 64 went from 653 to 817 docs/s).
 """
 

@@ -35,7 +35,7 @@ from extractor.settings import ExtractionSettings
 __all__ = ["ExtractionService", "ModelGate"]
 
 ModelGate = Callable[[], AbstractAsyncContextManager[None]]
-"""Entered around each model call: the batch worker's permit and claim. What it raises ends the extraction."""
+"""Entered around each model call: the batch worker's permit. What it raises ends the extraction."""
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ REDIS_URL = "redis://127.0.0.1:6379/15"
 class FakeModel:
     """A scripted OpenAI-compatible endpoint. Each chat request takes the next scripted step; the last repeats."""
 
-    steps: list[Any] = field(default_factory=list)
+    steps: list[tuple[Any, ...]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
 
     def reply(self, content: str | dict[str, Any], *, finish_reason: str = "stop", tokens: int = 10) -> FakeModel:
@@ -49,7 +49,9 @@ class FakeModel:
         if request.url.path.endswith("/models"):
             return httpx2.Response(200, json={"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
         self.requests.append(json.loads(request.content))
-        step = self.steps[min(len(self.requests), len(self.steps)) - 1] if self.steps else ("reply", "{}", "stop", 1)
+        step: tuple[Any, ...] = (
+            self.steps[min(len(self.requests), len(self.steps)) - 1] if self.steps else ("reply", "{}", "stop", 1)
+        )
         kind = step[0]
         if kind == "timeout":
             raise httpx2.ReadTimeout("scripted timeout", request=request)

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from extractor.autopipeline import AutoPipeline
+from extractor.autopipeline import AutoPipeline, Queue
 
 
 class CountingRedis:
@@ -25,11 +25,19 @@ class CountingRedis:
         return self.redis.pipeline(**kwargs)
 
 
+def _set(n: int) -> Queue:
+    return lambda pipe: pipe.set(f"k{n}", n)
+
+
+def _get(n: int) -> Queue:
+    return lambda pipe: pipe.get(f"k{n}")
+
+
 async def test_commands_of_one_iteration_share_one_round_trip(redis: Redis) -> None:
     counting = CountingRedis(redis)
     batched = AutoPipeline(counting)  # type: ignore[arg-type]
-    await asyncio.gather(*(batched.call(lambda pipe, n=n: pipe.set(f"k{n}", n)) for n in range(50)))
-    values = await asyncio.gather(*(batched.call(lambda pipe, n=n: pipe.get(f"k{n}")) for n in range(50)))
+    await asyncio.gather(*(batched.call(_set(n)) for n in range(50)))
+    values = await asyncio.gather(*(batched.call(_get(n)) for n in range(50)))
     assert values == [str(n) for n in range(50)]
     assert counting.pipelines == 2
     assert await batched.call(lambda pipe: pipe.get("k7")) == "7"

@@ -145,7 +145,7 @@ def test_nested_paths_are_logged_as_json_pointers() -> None:
 
 
 def test_input_is_never_mutated_and_output_is_a_new_object() -> None:
-    instance = {"total": {"amount": "1"}, "lines": [{"qty": "2"}], "other": {"deep": ["x"]}}
+    instance: dict[str, Any] = {"total": {"amount": "1"}, "lines": [{"qty": "2"}], "other": {"deep": ["x"]}}
     before = copy.deepcopy(instance)
     result, _ = coerce(instance, RECEIPT)
     assert instance == before

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
 import jsonschema
 import openai
 import pytest
@@ -53,7 +54,8 @@ NESTED = {"type": "object", "properties": {"b": {"type": "boolean"}}}
 
 
 def _client(app: ASGIApp) -> openai.AsyncOpenAI:
-    http_client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
+    # openai>=3 is built on httpx2: give it an httpx2 client
+    http_client = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app))
     return openai.AsyncOpenAI(base_url="http://fake/v1", api_key="x", http_client=http_client, max_retries=0)
 
 

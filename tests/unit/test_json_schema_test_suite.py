@@ -26,6 +26,7 @@ def _run() -> dict[str, list[str]]:
         if remote_refs(case["schema"]):
             outcome["remote"].append(case["id"])
             continue
+        valid: bool | str
         try:
             valid = validator_for(case["schema"]).is_valid(json.loads(case["text"]))
         except Exception as exc:

@@ -22,7 +22,7 @@ async def test_concurrent_callers_share_one_load_and_a_later_caller_loads_again(
 
     assert await asyncio.gather(*(flight.run("k", load) for _ in range(50))) == [1] * 50
     assert await flight.run("k", load) == 2, "the shared load is over: the next miss loads afresh"
-    assert await asyncio.gather(flight.run("a", load), flight.run("b", load)) == [3, 4], "one load per key"
+    assert list(await asyncio.gather(flight.run("a", load), flight.run("b", load))) == [3, 4], "one load per key"
 
 
 async def test_a_failure_reaches_every_caller_and_one_cancelled_caller_does_not_cancel_the_load() -> None:
