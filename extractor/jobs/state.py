@@ -37,11 +37,22 @@ class ItemStatus(enum.StrEnum):
 
 COUNTED = tuple(status.value for status in ItemStatus)
 
+# The batch is finished when no item is queued or running any more: its end is stamped once.
+_FINISH_IF_DONE = """
+local function finish_if_done(record, now)
+  if tonumber(redis.call('HGET', record, 'queued')) + tonumber(redis.call('HGET', record, 'running')) == 0 then
+    redis.call('HSETNX', record, 'finished_at', now)
+  end
+end
+"""
+
 # KEYS: record, items. ARGV: now, start, stop. The items start..stop-1 that are queued or running (re-delivered after
 # a worker died) become running, and their indexes are returned; in a cancelled batch they become cancelled instead,
 # and none is returned. Final items are left alone. Run again on a chunk whose run was interrupted, it cancels the
 # items of a cancelled batch and leaves a live batch's running for the re-delivery.
-_CLAIM = """
+_CLAIM = (
+    _FINISH_IF_DONE
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
 local cancelled = redis.call('HGET', KEYS[1], 'state') == 'cancelled'
 local run, was = {}, {queued = 0, running = 0}
@@ -61,9 +72,7 @@ if cancelled then
   redis.call('HINCRBY', KEYS[1], 'queued', 0 - was.queued)  -- not -n: Lua's -0 is no integer to Redis
   redis.call('HINCRBY', KEYS[1], 'running', 0 - was.running)
   redis.call('HINCRBY', KEYS[1], 'cancelled', was.queued + was.running)
-  if tonumber(redis.call('HGET', KEYS[1], 'queued')) + tonumber(redis.call('HGET', KEYS[1], 'running')) == 0 then
-    redis.call('HSETNX', KEYS[1], 'finished_at', ARGV[1])
-  end
+  finish_if_done(KEYS[1], ARGV[1])
 elseif #run > 0 then
   redis.call('HINCRBY', KEYS[1], 'queued', 0 - was.queued)
   redis.call('HINCRBY', KEYS[1], 'running', was.queued)
@@ -71,6 +80,7 @@ elseif #run > 0 then
 end
 return run
 """
+)
 
 # The results hash is created by the first finished item, after the record: it takes the record's remaining life.
 _EXPIRE_LIKE_RECORD = """
@@ -85,6 +95,7 @@ end
 # whose item a cancel settled first.
 _FINISH = (
     _EXPIRE_LIKE_RECORD
+    + _FINISH_IF_DONE
     + """
 if redis.call('HGET', KEYS[2], ARGV[1]) ~= 'running' then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
@@ -94,9 +105,7 @@ if ARGV[3] ~= '' then
 end
 redis.call('HINCRBY', KEYS[1], 'running', -1)
 redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
-if tonumber(redis.call('HGET', KEYS[1], 'queued')) + tonumber(redis.call('HGET', KEYS[1], 'running')) == 0 then
-  redis.call('HSETNX', KEYS[1], 'finished_at', ARGV[4])
-end
+finish_if_done(KEYS[1], ARGV[4])
 return 1
 """
 )
@@ -106,6 +115,7 @@ return 1
 # still finishes. Returns how many items it settled.
 _ABANDON = (
     _EXPIRE_LIKE_RECORD
+    + _FINISH_IF_DONE
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local cancelled = redis.call('HGET', KEYS[1], 'state') == 'cancelled'
@@ -126,9 +136,7 @@ for i = 2, #ARGV, 2 do
   end
 end
 if n > 0 then expire_like_record(KEYS[1], KEYS[3]) end
-if tonumber(redis.call('HGET', KEYS[1], 'queued')) + tonumber(redis.call('HGET', KEYS[1], 'running')) == 0 then
-  redis.call('HSETNX', KEYS[1], 'finished_at', ARGV[1])
-end
+finish_if_done(KEYS[1], ARGV[1])
 return n
 """
 )
