@@ -78,6 +78,9 @@ class JobsSettings(BaseModel):
     sweep_s: int = Field(5, ge=1, description="How often workers look for jobs of dead workers.")
     redeliveries: int = Field(10, ge=1, description="Times a job may be handed out again after a worker died.")
     ttl_s: int = Field(7 * 24 * 3600, ge=60, description="Lifetime of a batch's documents, state and results.")
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="`extractor worker` serves Prometheus metrics on this port (on `host`)."
+    )
 
 
 class Settings(BaseSettings):

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from extractor.gc_tuning import tune_for_service
 from extractor.jobs.client import BatchRun, read_documents
+from extractor.jobs.metrics import serve_metrics
 from extractor.services import build_services
 from extractor.settings import Settings
 
@@ -30,6 +31,12 @@ def worker(worker_id: str | None) -> None:
     settings = Settings()
     if settings.redis_url is None:
         raise click.ClickException("`extractor worker` needs a shared Redis: set EXTRACTOR_REDIS_URL")
+
+    if settings.jobs.metrics_port is not None:
+        serve_metrics(settings.host, settings.jobs.metrics_port)
+        logging.getLogger("extractor.jobs").info(
+            "metrics on http://%s:%d/metrics", settings.host, settings.jobs.metrics_port
+        )
 
     async def main() -> None:
         services = build_services(settings)

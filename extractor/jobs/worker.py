@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ from extractor.errors import BatchNotFoundError, ExtractorError, StoreUnavailabl
 from extractor.extraction.result import ExtractOptions
 from extractor.extraction.service import ModelGate
 from extractor.jobs.cancels import CancelWatch
+from extractor.jobs.metrics import IN_FLIGHT, ITEM_SECONDS, ITEMS
 from extractor.jobs.queue import CHUNK_TASK, BatchQueue
 from extractor.jobs.retry import backoff_delay, exponential_delay, is_transient
 from extractor.jobs.state import BatchRecord, BatchStore, ItemStatus
@@ -159,8 +161,13 @@ class ChunkRunner:
                 attempt += 1
 
     async def _run_item(self, record: BatchRecord, options: ExtractOptions, index: int, doc: dict[str, str]) -> bool:
+        started = time.perf_counter()
         status, line = await self._extract(record, options, index, doc, self._permit)
-        return await self._store.finish(record.batch_id, index, status, line)
+        written = await self._store.finish(record.batch_id, index, status, line)
+        if written:  # a second run of the item (a re-delivery) records, and counts, nothing
+            ITEMS.labels(status.value).inc()
+            ITEM_SECONDS.observe(time.perf_counter() - started)
+        return written
 
     @contextlib.asynccontextmanager
     async def _permit(self) -> AsyncIterator[None]:
@@ -171,7 +178,11 @@ class ChunkRunner:
         next call back behind the whole wave's parsing, validation and grounding.
         """
         async with self._permits:
-            yield
+            IN_FLIGHT.inc()
+            try:
+                yield
+            finally:
+                IN_FLIGHT.dec()
         await asyncio.sleep(0)
 
     async def _extract(

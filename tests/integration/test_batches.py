@@ -115,6 +115,34 @@ async def test_items_reuse_the_extraction_cache(client: AsyncTestClient[Any], fa
     assert fake_model.chat_calls == 12
 
 
+def _sample(metrics: str, name: str) -> float:
+    """The value of one sample line of a Prometheus text page (0 when absent)."""
+    line = next((line for line in metrics.splitlines() if line.startswith(f"{name} ")), None)
+    return float(line.split()[-1]) if line else 0.0
+
+
+async def test_the_in_process_worker_s_metrics_are_on_metrics(
+    client: AsyncTestClient[Any], fake_model: FakeModel
+) -> None:
+    fake_model.reply(GOOD)
+    ok, failed = 'extractor_batch_items_total{status="ok"}', 'extractor_batch_items_total{status="failed"}'
+    before = (await client.get("/metrics")).text
+    good = (await submit(client, documents(6))).json()["batch_id"]
+    await wait_finished(client, good)
+    fake_model.reply("not json at all")
+    bad = (await submit(client, documents(2, prefix="bad"), options={"max_attempts": 1})).json()["batch_id"]
+    await wait_finished(client, bad)
+    after = (await client.get("/metrics")).text
+    assert _sample(after, ok) - _sample(before, ok) == 6
+    assert _sample(after, failed) - _sample(before, failed) == 2
+    assert (
+        _sample(after, "extractor_batch_item_duration_seconds_count")
+        - _sample(before, "extractor_batch_item_duration_seconds_count")
+        == 8
+    )
+    assert _sample(after, "extractor_batch_model_calls_in_flight") == 0, "every permit given back"
+
+
 async def test_failed_items_carry_their_error_and_transient_errors_are_retried(
     client: AsyncTestClient[Any], fake_model: FakeModel
 ) -> None:

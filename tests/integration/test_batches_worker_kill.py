@@ -56,7 +56,7 @@ def fake_server() -> Iterator[str]:
         process.wait()
 
 
-def start_worker(model_url: str) -> subprocess.Popen[bytes]:
+def start_worker(model_url: str, metrics_port: int | None = None) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "EXTRACTOR_REDIS_URL": REDIS_URL,
@@ -64,6 +64,8 @@ def start_worker(model_url: str) -> subprocess.Popen[bytes]:
         "EXTRACTOR_MODEL_ENFORCEMENT": "json_schema",
         **{f"EXTRACTOR_JOBS__{name.upper()}": str(value) for name, value in JOBS.items()},
     }
+    if metrics_port is not None:
+        env["EXTRACTOR_JOBS__METRICS_PORT"] = str(metrics_port)
     code = "from extractor.jobs.commands import worker; worker()"
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -82,12 +84,16 @@ async def test_sigkilled_worker_loses_nothing_and_doubles_nothing(redis: Redis, 
             first.wait()
             killed: dict[str, Any] = (await client.get(f"/v1/batches/{batch_id}")).json()
             assert killed["counts"]["running"] > 0  # it died holding items
-            second = start_worker(fake_server)
+            metrics_port = free_port()
+            second = start_worker(fake_server, metrics_port)
             status = await wait_finished(client, batch_id, within_s=40)
             assert status["counts"] == {"queued": 0, "running": 0, "ok": 200, "empty": 0, "failed": 0, "cancelled": 0}
             lines = await result_lines(client, batch_id)
             assert [line["id"] for line in lines] == [doc["id"] for doc in docs]
             assert await redis.hlen(keys.batch_results(batch_id)) == 200
+            metrics = httpx2.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+            finished_by_second = float(metrics.split('extractor_batch_items_total{status="ok"} ')[1].split()[0])
+            assert finished_by_second == 200 - killed["done"], "the second worker counts exactly what it recorded"
     finally:
         for process in (first, second):
             if process is not None and process.poll() is None:
