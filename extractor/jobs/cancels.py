@@ -4,8 +4,8 @@ that batch it is running.
 A worker claims a chunk's items when the chunk starts, so no Redis round trip stands between a permit and a model
 call; this is what stops those items when their batch is cancelled. A batch id that arrives before its chunk is
 registered (the claim and the message travel on different connections) is remembered, and the chunk cancels itself
-as it registers. While the subscription is down, messages are lost: each chunk's heartbeat also reads its batch's
-state, so a missed cancel lands within a heartbeat.
+as it registers. While the subscription is down (or silently dead), messages are lost: each chunk's heartbeat also
+reads its batch's state, at least every 2 s, so a missed cancel still lands within a cancel's wait.
 """
 
 from __future__ import annotations
@@ -50,6 +50,10 @@ class CancelWatch:
             if not tasks:
                 del self._running[batch_id]
 
+    def cancelled(self, batch_id: str) -> bool:
+        """Whether this worker heard of ``batch_id``'s cancel (recently: it remembers the last 1,024)."""
+        return batch_id in self._cancelled
+
     def cancel(self, batch_id: str) -> None:
         """The batch was cancelled: cancel its running chunks, and any that register later."""
         self._cancelled[batch_id] = None
@@ -72,4 +76,8 @@ class CancelWatch:
             except RedisError as exc:
                 pause = min(max(pause * 2, _PAUSE_MIN_S), _PAUSE_MAX_S)
                 log.warning("cancel channel: Redis unavailable (%s); resubscribing in %.1fs", exc, pause)
+                await asyncio.sleep(pause)
+            except Exception:  # never end silently: the heartbeats would be the only way a cancel lands
+                pause = min(max(pause * 2, _PAUSE_MIN_S), _PAUSE_MAX_S)
+                log.exception("cancel channel: unexpected error; resubscribing in %.1fs", pause)
                 await asyncio.sleep(pause)

@@ -74,15 +74,14 @@ async def heartbeat(job: Job | None, every_s: float, also: Callable[[], Awaitabl
                 with contextlib.suppress(Exception):
                     await job.update()
             with contextlib.suppress(Exception):
-                await also()
+                await asyncio.wait_for(also(), every_s)  # a slow Redis must not hold back the next touch
 
     task = asyncio.create_task(beat())
     try:
         yield
     finally:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await asyncio.wait([task])  # not `await task`: that would also swallow a cancel of the chunk itself
 
 
 class ChunkRunner:
@@ -123,11 +122,13 @@ class ChunkRunner:
 
         try:
             with self.cancels.watching(batch_id, work):
-                async with heartbeat(job, max(self._settings.heartbeat_s / 3, 0.5), check_cancelled):
+                async with heartbeat(job, _beat_s(self._settings), check_cancelled):
                     return await work
-        except asyncio.CancelledError:
+        except BaseException as exc:
+            # Whatever ended the run (a cancel, a shutdown, Redis failing under an item): a cancelled batch's
+            # unfinished items turn cancelled now; a live batch's stay running for the queue's re-delivery.
             await asyncio.shield(self._store.settle(batch_id, start, stop))
-            if work.cancelled() and not _being_cancelled():
+            if isinstance(exc, asyncio.CancelledError) and self.cancels.cancelled(batch_id) and not _being_cancelled():
                 return 0  # the batch was cancelled: this chunk is done
             raise
 
@@ -208,6 +209,12 @@ class ChunkRunner:
             # The line is the result's own JSON (encoded in pydantic-core) with the document's id and index first.
             body = result.model_dump_json(by_alias=True)
             return ItemStatus(result.status), f'{{"id":{json.dumps(doc["id"])},"index":{index},{body[1:]}'
+
+
+def _beat_s(settings: JobsSettings) -> float:
+    """How often a chunk touches its job and reads its batch's state: often enough for the sweep (a third of
+    ``heartbeat_s``) and for a cancel this worker missed on the channel to land within a cancel's wait (2 s)."""
+    return max(min(settings.heartbeat_s / 3, 2.0), 0.5)
 
 
 def _being_cancelled() -> bool:

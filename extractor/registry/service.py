@@ -52,7 +52,8 @@ class SchemaRegistry:
         self._bundled = dict(bundled or {})
         self._compiled: dict[str, CompiledSchema] = {}
         self._pointers: dict[tuple[str, str], tuple[float, tuple[str, int, bool]]] = {}
-        self._locating: SingleFlight[tuple[str, str], tuple[str, int, bool]] = SingleFlight()
+        self._locating: SingleFlight[tuple[str, str, int], tuple[str, int, bool]] = SingleFlight()
+        self._generations: dict[str, int] = {}  # per name, bumped by _forget: a lookup begun before it is stale
         self._compiling: SingleFlight[str, CompiledSchema] = SingleFlight()
 
     async def register(self, tenant: str, name: str, definition: SchemaDefinition) -> tuple[SchemaVersion, bool]:
@@ -156,17 +157,23 @@ class SchemaRegistry:
         memo = self._pointers.get((tenant, name))
         if memo is not None and memo[0] > now:
             return memo[1]
-        return await self._locating.run((tenant, name), lambda: self._locate_and_remember(tenant, name))
+        generation = self._generations.get(name, 0)
+        return await self._locating.run(
+            (tenant, name, generation), lambda: self._locate_and_remember(tenant, name, generation)
+        )
 
-    async def _locate_and_remember(self, tenant: str, name: str) -> tuple[str, int, bool]:
+    async def _locate_and_remember(self, tenant: str, name: str, generation: int) -> tuple[str, int, bool]:
         located = await self._locate(tenant, name)
-        if len(self._pointers) >= _POINTER_CACHE_SIZE:
-            self._pointers.clear()
-        self._pointers[(tenant, name)] = (time.monotonic() + self._limits.latest_ttl_s, located)
+        if self._generations.get(name, 0) == generation:  # not if this process registered or retired it meanwhile
+            if len(self._pointers) >= _POINTER_CACHE_SIZE:
+                self._pointers.clear()
+            self._pointers[(tenant, name)] = (time.monotonic() + self._limits.latest_ttl_s, located)
         return located
 
     def _forget(self, name: str) -> None:
-        """Drop remembered pointers to ``name`` for every tenant (a shared schema shows through to all)."""
+        """Drop remembered pointers to ``name`` for every tenant (a shared schema shows through to all), and let no
+        lookup begun before this remember its answer or share it with a later caller."""
+        self._generations[name] = self._generations.get(name, 0) + 1
         for key in [k for k in self._pointers if k[1] == name]:
             del self._pointers[key]
 

@@ -51,7 +51,7 @@ class Extraction:
     """Stands in for the pipeline: item ``slow`` never ends by itself, ``gated`` waits for it to start; all but
     ``slow`` raise the scripted errors in turn."""
 
-    def __init__(self, slow: str, errors: list[Exception], gated: str = "") -> None:
+    def __init__(self, slow: str, errors: list[BaseException], gated: str = "") -> None:
         self.slow = slow
         self.gated = gated
         self.errors = errors
@@ -123,7 +123,7 @@ async def test_a_failing_item_cancels_its_siblings_and_the_last_attempt_fails_th
 async def test_redis_errors_inside_extraction_are_retried_with_backoff(redis: Redis) -> None:
     store = BatchStore(redis, 3600)
     batch_id = await new_batch(store, 1)
-    errors: list[Exception] = [RedisConnectionError("blip"), RedisConnectionError("blip"), InvalidInputError("bad")]
+    errors: list[BaseException] = [RedisConnectionError("blip"), RedisConnectionError("blip"), InvalidInputError("bad")]
     extraction = Extraction(slow="none", errors=errors)
     assert await runner(store, extraction).run_chunk(job(attempts=1, retries=3), batch_id=batch_id, start=0, stop=1)
     assert len(extraction.calls) == 3
@@ -317,3 +317,34 @@ async def test_a_cancel_that_no_worker_answers_returns_in_time_and_the_redeliver
     after = await store.get(batch_id)
     assert after.counts == {"queued": 0, "running": 0, "ok": 0, "empty": 0, "failed": 0, "cancelled": 4}
     assert after.finished_at is not None
+
+
+async def test_a_stray_cancellation_inside_a_live_batch_hands_the_chunk_back(redis: Redis) -> None:
+    """An item whose pipeline ends in CancelledError that is no cancel of its batch (say, a shared load cancelled
+    under it) must not end the chunk as done: its items would stay running for good. The chunk goes back to the
+    queue with them running."""
+    store = BatchStore(redis, 3600)
+    batch_id = await new_batch(store, 4)
+    extraction = Extraction(slow="none", errors=[asyncio.CancelledError()])
+    with pytest.raises(asyncio.CancelledError):
+        await runner(store, extraction).run_chunk(job(attempts=1, retries=3), batch_id=batch_id, start=0, stop=4)
+    record = await store.get(batch_id)
+    assert (record.counts["running"], record.finished_at) == (4, None), "left for the re-delivery"
+
+
+async def test_a_chunk_failing_in_a_cancelled_batch_settles_its_items(redis: Redis) -> None:
+    """Redis fails one item's record while the batch is being cancelled (this worker not told yet): the chunk's
+    unfinished items turn cancelled at once instead of waiting for the queue's retry."""
+    store = FlakyStore(redis, broken=0)
+    batch_id = await new_batch(store, 4)
+    extraction = Extraction(slow="text 1", errors=[InvalidInputError("bad")], gated="text 0")
+    run = asyncio.create_task(
+        runner(store, extraction).run_chunk(job(attempts=1, retries=3), batch_id=batch_id, start=0, stop=4)
+    )
+    await extraction.slow_started.wait()
+    await store.cancel(batch_id)  # published, but this runner does not listen
+    with pytest.raises(ExceptionGroup):
+        await run
+    record = await store.get(batch_id)
+    assert record.counts == {"queued": 0, "running": 0, "ok": 0, "empty": 0, "failed": 2, "cancelled": 2}
+    assert record.finished_at is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from litestar.testing import AsyncTestClient
 
 from extractor.settings import Settings
@@ -138,3 +139,39 @@ async def test_bundled_schemas_come_back_when_redis_loses_its_data(client: Async
     assert (await client.get("/v1/schemas/person")).status_code == 404
     taken = await client.put("/v1/schemas/invoice", json=V1)
     assert taken.status_code == 409, "bundled names stay reserved"
+
+
+async def test_a_lookup_begun_before_a_retirement_neither_answers_nor_caches_for_later_callers(redis: Any) -> None:
+    """Concurrent lookups of one name share one Redis read, but not across this process's own retirement: a
+    resolve that starts after `retire` returned sees the schema retired at once."""
+    from extractor.errors import SchemaNotFoundError
+    from extractor.registry.schema import SchemaDefinition
+    from extractor.registry.service import SchemaRegistry
+    from extractor.settings import RegistrySettings
+
+    registry = SchemaRegistry(redis, RegistrySettings(latest_ttl_s=60))
+    await registry.register("t", "person", SchemaDefinition(**V1))
+    reads = 0
+    release = asyncio.Event()
+    locate = registry._locate_stored
+
+    async def slow_locate(tenant: str, name: str) -> tuple[str, int, bool]:
+        nonlocal reads
+        reads += 1
+        located = await locate(tenant, name)  # read before the retirement
+        await release.wait()
+        return located
+
+    registry._locate_stored = slow_locate  # type: ignore[method-assign]
+    early = [asyncio.create_task(registry.resolve("t", "person")) for _ in range(3)]
+    await asyncio.sleep(0.05)
+    assert reads == 1, "three concurrent lookups, one read"
+    registry._locate_stored = locate  # type: ignore[method-assign]
+    await registry.retire("t", "person")
+    late = asyncio.create_task(registry.resolve("t", "person"))  # while the early read is still in flight
+    await asyncio.sleep(0.05)
+    release.set()
+    assert [(await task).version.version for task in early] == [1, 1, 1], "begun before: answered as read"
+    for attempt in (late, asyncio.create_task(registry.resolve("t", "person"))):
+        with pytest.raises(SchemaNotFoundError, match="retired"):
+            await attempt
