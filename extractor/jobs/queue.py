@@ -49,7 +49,8 @@ class PatientQueue(RedisQueue):
 
     SAQ 0.26's worker loop starts the next dequeue the moment one fails, so without this it spins while Redis is down.
     A job whose worker died is re-queued by the sweep while it has attempts left; on its last one SAQ only marks it
-    aborted, and our code, which settles a chunk's items on its last attempt, never ran.
+    aborted, and our code, which settles a chunk's items on its last attempt, never ran. And a chunk's end that
+    Redis could not take is logged in one line and left to the sweep (``_unrecorded``).
     """
 
     _pause_s = 0.0
@@ -58,9 +59,19 @@ class PatientQueue(RedisQueue):
     async def finish(
         self, job: Job, status: Status, *, result: Any = None, error: str | None = None, **kwargs: Any
     ) -> None:
-        await super().finish(job, status, result=result, error=error, **kwargs)
+        try:
+            await super().finish(job, status, result=result, error=error, **kwargs)
+        except RedisError as exc:
+            _unrecorded(job, f"as {status.value}", exc)
+            return
         if status == Status.ABORTED and error == self.swept_error_message and not job.retryable and self.on_lost:
             await self.on_lost(job)
+
+    async def retry(self, job: Job, error: str | None) -> None:
+        try:
+            await super().retry(job, error)
+        except RedisError as exc:
+            _unrecorded(job, "for a retry", exc)
 
     async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> Job | None:  # noqa: ASYNC109 (SAQ)
         try:
@@ -72,6 +83,12 @@ class PatientQueue(RedisQueue):
             return None
         self._pause_s = 0.0
         return job
+
+
+def _unrecorded(job: Job, what: str, exc: RedisError) -> None:
+    """A chunk's end could not be written (Redis is away). SAQ's worker would raise it out of a task nobody awaits;
+    instead the job stays active with a stale heartbeat, and a sweep hands it out again, as for a dead worker's."""
+    log.warning("batch queue: chunk %s not recorded %s (Redis: %s); a sweep will hand it out again", job.key, what, exc)
 
 
 def open_queue(redis_url: str) -> PatientQueue:

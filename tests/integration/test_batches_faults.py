@@ -183,6 +183,25 @@ async def test_dequeue_backs_off_while_redis_is_down() -> None:
     await queue.redis.aclose()
 
 
+async def test_a_chunk_end_redis_cannot_take_is_left_to_the_sweep(caplog: pytest.LogCaptureFixture) -> None:
+    """SAQ's worker would raise it out of a task nobody awaits ("Task exception was never retrieved", with the
+    whole traceback, for every chunk while Redis is down); the queue logs one line instead."""
+    from saq.job import Status
+
+    queue = open_queue("redis://127.0.0.1:1/0")
+    chunk = Job("extract_chunk", key="b:0", retries=3, heartbeat=10)
+    chunk.queue = queue
+    with caplog.at_level("WARNING", logger="extractor.jobs"):
+        await queue.retry(chunk, "Redis failed under the chunk")
+        await queue.finish(chunk, Status.COMPLETE, result=4)
+    await queue.redis.aclose()
+    lines = [r.getMessage() for r in caplog.records if r.name == "extractor.jobs"]
+    assert len(lines) == 2
+    assert "chunk b:0 not recorded for a retry" in lines[0]
+    assert "chunk b:0 not recorded as complete" in lines[1]
+    assert all("a sweep will hand it out again" in line for line in lines)
+
+
 async def test_an_item_finishes_once_and_only_once_claimed(redis: Redis) -> None:
     """The outcome of an item is recorded only from running: once, and never for an unclaimed or cancelled item."""
     store = BatchStore(redis, 3600)
