@@ -19,14 +19,13 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from extractor import keys
+from extractor.jobs.retry import redis_pause
 
 __all__ = ["CancelWatch"]
 
 log = logging.getLogger("extractor.jobs")
 
 _REMEMBERED = 1024
-_PAUSE_MIN_S = 0.1
-_PAUSE_MAX_S = 5.0
 
 
 class CancelWatch:
@@ -73,11 +72,10 @@ class CancelWatch:
                     async for message in pubsub.listen():
                         data = message["data"]
                         self.cancel(data.decode() if isinstance(data, bytes) else str(data))
-            except RedisError as exc:
-                pause = min(max(pause * 2, _PAUSE_MIN_S), _PAUSE_MAX_S)
-                log.warning("cancel channel: Redis unavailable (%s); resubscribing in %.1fs", exc, pause)
-                await asyncio.sleep(pause)
-            except Exception:  # never end silently: the heartbeats would be the only way a cancel lands
-                pause = min(max(pause * 2, _PAUSE_MIN_S), _PAUSE_MAX_S)
-                log.exception("cancel channel: unexpected error; resubscribing in %.1fs", pause)
+            except Exception as exc:  # never end silently: the heartbeats would be the only way a cancel lands
+                pause = redis_pause(pause)
+                if isinstance(exc, RedisError):
+                    log.warning("cancel channel: Redis unavailable (%s); resubscribing in %.1fs", exc, pause)
+                else:
+                    log.exception("cancel channel: unexpected error; resubscribing in %.1fs", pause)
                 await asyncio.sleep(pause)

@@ -21,6 +21,7 @@ from saq.job import Job, Status
 from saq.queue.redis import RedisQueue
 
 from extractor import keys
+from extractor.jobs.retry import redis_pause
 from extractor.services import reconnecting
 from extractor.settings import JobsSettings
 
@@ -28,8 +29,6 @@ __all__ = ["CHUNK_TASK", "BatchQueue", "PatientQueue", "chunk_key", "chunks", "o
 
 CHUNK_TASK = "extract_chunk"
 _WINDOW = 16
-_PAUSE_MIN_S = 0.1
-_PAUSE_MAX_S = 5.0
 
 log = logging.getLogger("extractor.jobs")
 
@@ -77,7 +76,7 @@ class PatientQueue(RedisQueue):
         try:
             job: Job | None = await super().dequeue(timeout, poll_interval)
         except RedisError as exc:
-            self._pause_s = min(max(self._pause_s * 2, _PAUSE_MIN_S), _PAUSE_MAX_S)
+            self._pause_s = redis_pause(self._pause_s)
             log.warning("batch queue: Redis unavailable (%s); next dequeue in %.1fs", exc, self._pause_s)
             await asyncio.sleep(self._pause_s)
             return None

@@ -19,7 +19,10 @@ from extractor.errors import (
 )
 from extractor.settings import JobsSettings
 
-__all__ = ["TRANSIENT", "backoff_delay", "exponential_delay", "is_transient"]
+__all__ = ["TRANSIENT", "backoff_delay", "exponential_delay", "is_transient", "redis_pause"]
+
+_PAUSE_MIN_S = 0.1
+_PAUSE_MAX_S = 5.0
 
 TRANSIENT: tuple[type[Exception], ...] = (
     UpstreamRateLimitedError,
@@ -45,3 +48,8 @@ def backoff_delay(exc: BaseException, attempt: int, settings: JobsSettings) -> f
 def exponential_delay(attempt: int, settings: JobsSettings) -> float:
     """``retry_base_s`` doubled per try, capped at ``retry_max_s``."""
     return float(min(settings.retry_base_s * 2.0 ** (attempt - 1), settings.retry_max_s))
+
+
+def redis_pause(previous_s: float) -> float:
+    """The next wait of a loop that keeps trying Redis while it is away: 0.1 s, doubling, at most 5 s."""
+    return min(max(previous_s * 2, _PAUSE_MIN_S), _PAUSE_MAX_S)
