@@ -4,7 +4,8 @@ Starts a fake OpenAI-compatible server (fixed latency), the HTTP service (no in-
 `extractor worker` processes on one Redis, submits DOCUMENTS distinct documents and times them from the moment
 the request is sent until the batch's last item finished (its ``finished_at``, on the same machine's clock).
 Ideal throughput = workers x concurrency / latency. Then streams every result back and reads the
-service's peak RSS (VmHWM) before and after. Linux only (reads /proc)::
+service's peak RSS (VmHWM) before and after, and each worker's peak RSS and CPU time (the figures behind the
+Kubernetes requests and limits in deploy/k8s). Linux only (reads /proc)::
 
     python -m bench.batch --documents 10000 --concurrency 64 --workers 1 2 --latency-ms 100 --json out.json
 """
@@ -42,6 +43,13 @@ def _wait_http(url: str, within_s: float = 30.0) -> None:
                 return
         time.sleep(0.1)
     raise RuntimeError(f"{url} did not come up")
+
+
+def _cpu_s(pid: int) -> float:
+    """User plus system CPU time of a process so far, in seconds."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _memory_kib(pid: int) -> dict[str, int]:
@@ -105,9 +113,10 @@ def run_once(args: argparse.Namespace, workers: int) -> dict[str, Any]:
         _wait_http(f"{model_url}/models")
         base = f"http://127.0.0.1:{api_port}"
         _wait_http(f"{base}/healthz")
-        with _processes([worker] * workers), httpx.Client(base_url=base, timeout=120) as client:
+        with _processes([worker] * workers) as worker_processes, httpx.Client(base_url=base, timeout=120) as client:
             time.sleep(2.0)  # workers import and connect
             body = json.dumps({"schema": "receipt", "documents": _documents(args.documents)})
+            idle_cpu_s = sum(_cpu_s(process.pid) for process in worker_processes)  # start-up, not documents
             submitted = time.time()  # the service's clock: the batch's finished_at is its last item's end
             response = client.post("/v1/batches", content=body, headers={"content-type": "application/json"})
             response.raise_for_status()
@@ -118,6 +127,8 @@ def run_once(args: argparse.Namespace, workers: int) -> dict[str, Any]:
             while (status := client.get(f"/v1/batches/{batch_id}").json())["finished_at"] is None:
                 time.sleep(0.1)
             elapsed = status["finished_at"] - submitted
+            worker_cpu_s = sum(_cpu_s(process.pid) for process in worker_processes) - idle_cpu_s
+            worker_peak_kib = max(_memory_kib(process.pid)["VmHWM"] for process in worker_processes)
             before = _memory_kib(api_process.pid)
             lines = 0
             streamed = time.monotonic()
@@ -145,6 +156,8 @@ def run_once(args: argparse.Namespace, workers: int) -> dict[str, Any]:
         "rss_before_stream_mib": round(before["VmRSS"] / 1024, 1),
         "peak_rss_before_stream_mib": round(before["VmHWM"] / 1024, 1),
         "peak_rss_after_stream_mib": round(after["VmHWM"] / 1024, 1),
+        "worker_peak_rss_mib": round(worker_peak_kib / 1024, 1),
+        "worker_cpu_ms_per_doc": round(1000 * worker_cpu_s / args.documents, 2),
     }
 
 
@@ -187,6 +200,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
         "stream_s",
         "peak_rss_before_stream_mib",
         "peak_rss_after_stream_mib",
+        "worker_peak_rss_mib",
+        "worker_cpu_ms_per_doc",
     ]
     lines = [" | ".join(columns), " | ".join("-" * len(c) for c in columns)]
     lines.extend(" | ".join(str(row[c]) for c in columns) for row in rows)

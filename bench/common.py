@@ -60,6 +60,8 @@ class Server:
     ready_path: str = "/"
     env: Mapping[str, str] | None = None
     log: Path | None = None
+    cwd: Path = ROOT
+    """The source tree it runs from (``python -c`` imports the ``extractor`` of its working directory)."""
     _proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -70,7 +72,7 @@ class Server:
         out = self.log.open("ab") if self.log else subprocess.DEVNULL
         env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
         self._proc = subprocess.Popen(
-            list(self.argv), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            list(self.argv), cwd=self.cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -7,19 +7,24 @@ Three contenders do the same extraction (the bundled ``contact`` schema, one sho
 - ``extractor``: ``POST /v1/extract`` to ``extractor serve`` with ``options.cache=false`` (every call a miss),
   sent with ``httpx``;
 - ``extractor-aiohttp``: the same requests sent with ``aiohttp``. The service is the same; the difference between
-  the two is the client's own cost, which at concurrency 32 is most of what ``httpx`` adds.
+  the two is the client's own cost, which at concurrency 32 is most of what ``httpx`` adds;
+- ``baseline-aiohttp`` (with ``--baseline DIR``): the same requests to a second ``extractor serve`` run from another
+  source tree (say ``git archive`` of an earlier commit), on the same fake and Redis, in the same rotation: the
+  difference between it and ``extractor-aiohttp`` is what a change costs, measured round by round.
 
 The fake model (``bench.fake_openai``, latency 0) and the service run as their own processes; each round of each
 contender runs in a fresh client process, rounds interleaved. Added latency is extractor's (or instructor's) median
 minus raw's median, computed per round and over all rounds::
 
     python -m bench.overhead --rounds 5 --requests 300 --concurrency 1 32 --json bench/overhead.json
+    python -m bench.overhead --contenders raw extractor-aiohttp --baseline /tmp/before --rounds 8
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -30,6 +35,7 @@ from pydantic import BaseModel
 
 from bench.common import (
     PYTHON,
+    ROOT,
     SERVE,
     Server,
     closed_loop,
@@ -44,6 +50,7 @@ from bench.common import (
 )
 
 CONTENDERS = ("raw", "instructor", "extractor", "extractor-aiohttp")
+BASELINE = "baseline-aiohttp"
 MODEL = "fake-model"
 TEXT = (
     "Hi team, following up on yesterday's call. You can reach me at dana.whitfield@northwind-labs.example or on "
@@ -141,6 +148,7 @@ _FACTORIES: dict[str, Callable[[str, str], Callable[[], Awaitable[None]]]] = {
     "instructor": _instructor,
     "extractor": _extractor,
     "extractor-aiohttp": _extractor_aiohttp,
+    BASELINE: _extractor_aiohttp,  # the same client, sent to the baseline tree's service
 }
 
 
@@ -159,17 +167,25 @@ def _round(name: str, fake_url: str, service_url: str, requests: int, concurrenc
     return result
 
 
-def _measure(fake_url: str, service_url: str, rounds: int, requests: int, concurrency: int) -> dict[str, Any]:
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONTENDERS}
-    for order in rotations(CONTENDERS, rounds):
+def _measure(
+    fake_url: str, services: dict[str, str], contenders: list[str], rounds: int, requests: int, concurrency: int
+) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in contenders}
+    for order in rotations(contenders, rounds):
         for name in order:
+            service_url = services[BASELINE if name == BASELINE else "extractor"]
             runs[name].append(_round(name, fake_url, service_url, requests, concurrency))
             print(f"  c={concurrency} {name}: round {len(runs[name])}/{rounds}", file=sys.stderr)
     summary: dict[str, dict[str, Any]] = {
         name: summarize_latencies([x for r in rs for x in r["latencies"]], sum(r["seconds"] for r in rs))
         for name, rs in runs.items()
     }
-    for name in CONTENDERS:
+    if BASELINE in runs and "extractor-aiohttp" in runs:
+        summary["extractor-aiohttp"]["vs_baseline_median_ms_rounds"] = [
+            round(percentile(mine["latencies"], 50) - percentile(base["latencies"], 50), 3)
+            for mine, base in zip(runs["extractor-aiohttp"], runs[BASELINE], strict=True)
+        ]
+    for name in contenders:
         per_round = [
             percentile(mine["latencies"], 50) - percentile(raw["latencies"], 50)
             for mine, raw in zip(runs[name], runs["raw"], strict=True)
@@ -196,11 +212,18 @@ def _report(results: dict[str, dict[str, Any]]) -> str:
         for conc, by_name in results.items()
         for name, s in by_name.items()
     ]
-    return table(headers, rows)
+    paired = [
+        f"c={conc}: extractor-aiohttp minus {BASELINE}, median ms per round: "
+        + " ".join(f"{x:+.3f}" for x in by_name["extractor-aiohttp"]["vs_baseline_median_ms_rounds"])
+        for conc, by_name in results.items()
+        if "vs_baseline_median_ms_rounds" in by_name.get("extractor-aiohttp", {})
+    ]
+    return "\n".join([table(headers, rows), *paired])
 
 
-def _servers(redis_url: str, log_dir: Path) -> tuple[Server, Server]:
-    fake_port, service_port = free_port(), free_port()
+def _servers(redis_url: str, log_dir: Path, baseline: Path | None) -> tuple[Server, list[Server]]:
+    """The fake model and the service (and the baseline tree's service, when given)."""
+    fake_port = free_port()
     fake = Server(
         [PYTHON, "-m", "bench.fake_openai", "--port", str(fake_port), "--latency-ms", "0"],
         fake_port,
@@ -213,14 +236,13 @@ def _servers(redis_url: str, log_dir: Path) -> tuple[Server, Server]:
         "EXTRACTOR_MODEL_NAME": MODEL,
         "EXTRACTOR_MODEL_ENFORCEMENT": "json_schema",
     }
-    service = Server(
-        [*SERVE, "--port", str(service_port)],
-        service_port,
-        "/healthz",
-        env=env,
-        log=log_dir / "bench-extractor.log",
-    )
-    return fake, service
+    trees = [("extractor", ROOT)] + ([(BASELINE, baseline.resolve())] if baseline is not None else [])
+    services = []
+    for name, tree in trees:
+        port = free_port()
+        log = log_dir / f"bench-{name}.log"
+        services.append(Server([*SERVE, "--port", str(port)], port, "/healthz", env=env, log=log, cwd=tree))
+    return fake, services
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -228,10 +250,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=300, help="Timed requests per contender per round.")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
+    parser.add_argument(
+        "--baseline", type=Path, default=None, help="Another source tree: also measure its service (baseline-aiohttp)."
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/5")
     parser.add_argument("--log-dir", type=Path, default=Path("/tmp"))
     parser.add_argument("--json", type=Path, default=None, help="Also write the results here.")
-    parser.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=[*CONTENDERS, BASELINE], help=argparse.SUPPRESS)
     parser.add_argument("--fake", help=argparse.SUPPRESS)
     parser.add_argument("--service", help=argparse.SUPPRESS)
     parser.add_argument("--concurrency-one", type=int, help=argparse.SUPPRESS)
@@ -239,9 +265,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         print(json.dumps(asyncio.run(_work(args.worker, args.fake, args.service, args.requests, args.concurrency_one))))
         return
-    fake, service = _servers(args.redis_url, args.log_dir)
-    with fake, service:
-        results = {c: _measure(fake.url, service.url, args.rounds, args.requests, c) for c in args.concurrency}
+    contenders = ["raw", *(name for name in args.contenders if name != "raw")]  # raw: every figure's reference
+    contenders += [BASELINE] if args.baseline is not None else []
+    fake, services = _servers(args.redis_url, args.log_dir, args.baseline)
+    with fake, contextlib.ExitStack() as stack:
+        names = ["extractor", BASELINE][: len(services)]
+        urls = {name: stack.enter_context(server).url for name, server in zip(names, services, strict=True)}
+        results = {c: _measure(fake.url, urls, contenders, args.rounds, args.requests, c) for c in args.concurrency}
     print(_report(results))
     write_json(args.json, {"machine": machine(), "args": sys.argv[1:], "results": results})
 

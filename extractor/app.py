@@ -5,30 +5,36 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, Request, Response
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
-from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusController
 from litestar.plugins.pydantic import PydanticPlugin
 from redis.exceptions import RedisError
 
 from extractor import errors
+from extractor.api.assets import static_routers
 from extractor.api.batches import BatchController
 from extractor.api.deps import provide_services, provide_tenant
+from extractor.api.docs import docs_render_plugins
 from extractor.api.extract import ExtractController
 from extractor.api.health import HealthController
 from extractor.api.metrics import prometheus_config
+from extractor.api.playground import playground
 from extractor.api.schemas import SchemaController
+from extractor.api.shutdown import answer_cut_requests
+from extractor.api.tracing import tracing_hooks
 from extractor.jobs.runtime import open_batches
+from extractor.local.supervisor import Supervisor
 from extractor.services import Services, build_services
 from extractor.settings import Settings
+from extractor.telemetry.logs import litestar_logging
+from extractor.telemetry.tracing import Tracing
 
 __all__ = ["PROBLEM_STATUS", "create_app", "problem_response"]
 
@@ -92,7 +98,10 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[
 
 
 def _redis_error(request: Request[Any, Any, Any], exc: RedisError) -> Response[dict[str, Any]]:
-    return _domain_error(request, errors.StoreUnavailableError(f"Redis did not answer: {exc}", retry_after=2.0))
+    log.warning("%s %s: Redis did not answer: %s", request.method, request.url.path, exc)
+    services: Services = request.app.state.services
+    detail = services.store_problem() or "Redis did not answer; retry in a few seconds"
+    return _domain_error(request, errors.StoreUnavailableError(detail, retry_after=2.0))
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
@@ -114,16 +123,17 @@ async def _register_bundled(services: Services) -> None:
 
 
 def create_app(
-    settings: Settings | None = None,
-    *,
-    model_alive: Callable[[], bool] | None = None,
+    settings: Settings | None = None, *, supervisor: Supervisor | None = None, tracing: Tracing | None = None
 ) -> Litestar:
-    """Build the app. ``model_alive`` reports whether a child model server still runs (``extractor serve``)."""
+    """Build the app. ``supervisor`` watches the children that ``extractor serve`` started, if any. ``tracing``:
+    by default as the ``OTEL_*`` variables say (off unless they name an OTLP endpoint)."""
     settings = settings or Settings()
+    tracing = tracing or Tracing.from_env()
+    tracing_plugins, before_request = tracing_hooks(tracing)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        services = build_services(settings, model_alive=model_alive)
+        services = build_services(settings, supervisor=supervisor, tracing=tracing)
         app.state.services = services
         registering = asyncio.create_task(_register_bundled(services))
         try:
@@ -139,14 +149,23 @@ def create_app(
 
     prometheus = prometheus_config()
     return Litestar(
-        route_handlers=[HealthController, SchemaController, ExtractController, BatchController, PrometheusController],
+        route_handlers=[
+            HealthController,
+            SchemaController,
+            ExtractController,
+            BatchController,
+            PrometheusController,
+            playground,
+            *static_routers(),
+        ],
         dependencies={
             "services": Provide(provide_services, sync_to_thread=False),
             "tenant": Provide(provide_tenant, sync_to_thread=False),
         },
         lifespan=[lifespan],
-        middleware=[prometheus.middleware],
-        plugins=[PydanticPlugin(prefer_alias=True)],
+        middleware=[answer_cut_requests, prometheus.middleware],
+        plugins=[PydanticPlugin(prefer_alias=True), *tracing_plugins],
+        before_request=before_request,
         exception_handlers={
             errors.ExtractorError: _domain_error,
             HTTPException: _http_error,
@@ -158,10 +177,9 @@ def create_app(
             version="1.0.0",
             description="Structured-output extraction: register JSON Schemas, post documents, get grounded JSON.",
             path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            render_plugins=docs_render_plugins(),
         ),
         request_max_body_size=settings.max_body_bytes,
-        # SAQ logs every chunk it enqueues at INFO: 625 lines for a batch of 10,000 documents.
-        logging_config=LoggingConfig(loggers={"saq": {"level": "WARNING"}}),
+        logging_config=litestar_logging(settings),
         debug=False,
     )

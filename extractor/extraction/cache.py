@@ -13,7 +13,7 @@ from extractor.autopipeline import AutoPipeline
 from extractor.extraction.result import ExtractionResult
 from extractor.settings import CacheSettings
 
-__all__ = ["PER_REQUEST", "ResultCache", "cache_digest", "hit_json"]
+__all__ = ["PER_REQUEST", "ResultCache", "cache_digest", "hit_json", "stored_status"]
 
 FORMAT = 2
 """Of the stored JSON; part of every key, so entries of another format are never read."""
@@ -31,6 +31,11 @@ def hit_json(stored: str, timings_ms: dict[str, float]) -> str:
     """
     timings = pydantic_core.to_json(timings_ms).decode()
     return f'{stored[:-1]},"cached":true,"attempts":0,{_HIT_USAGE},"timings_ms":{timings}}}'
+
+
+def stored_status(stored: str) -> str:
+    """The status of a stored result, read without parsing it: ``status`` is the model's first field."""
+    return "empty" if stored.startswith('{"status":"empty"') else "ok"
 
 
 def cache_digest(*, schema_hash: str, model: str, prompt_version: str, options: dict[str, Any], text: str) -> str:

@@ -18,7 +18,10 @@ from typing import Any
 
 from extractor.extraction.grounding import FieldGrounding, iter_leaves
 
-__all__ = ["is_empty"]
+__all__ = ["EMPTY_REASONS", "empty_reason", "is_empty"]
+
+EMPTY_REASONS = ("no_values", "not_grounded")
+"""Rule 1 and rule 2 above: what ``empty_reason`` answers for an empty result."""
 
 
 def _is_blank(value: Any) -> bool:
@@ -32,15 +35,20 @@ def _is_groundable(value: Any) -> bool:
 
 def is_empty(data: Any, fields: Mapping[str, FieldGrounding] | None) -> bool:
     """Apply the rule above; ``fields`` is the output of ``grounding.ground`` or None when grounding was off."""
+    return empty_reason(data, fields) is not None
+
+
+def empty_reason(data: Any, fields: Mapping[str, FieldGrounding] | None) -> str | None:
+    """Which rule makes the result empty (``no_values``, ``not_grounded``), or None when it is not."""
     values = [(pointer, value) for pointer, value in iter_leaves(data) if not _is_blank(value)]
     if not values:
-        return True
+        return "no_values"
     if fields is None:
-        return False
+        return None
     groundable = [pointer for pointer, value in values if _is_groundable(value)]
-    if not groundable:
-        return False
-    return not any(_found(fields.get(pointer)) for pointer in groundable)
+    if not groundable or any(_found(fields.get(pointer)) for pointer in groundable):
+        return None
+    return "not_grounded"
 
 
 def _found(grounding: FieldGrounding | None) -> bool:

@@ -21,12 +21,15 @@ import random
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pydantic_core
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
+from opentelemetry.semconv.attributes import error_attributes, server_attributes
+from opentelemetry.trace import Span, SpanKind
 
 from extractor.errors import (
     ModelUnavailableError,
@@ -35,6 +38,7 @@ from extractor.errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from extractor.telemetry.tracing import Tracing
 
 __all__ = ["ModelClient", "ModelReply", "proxy_for", "retry_after_s", "should_retry", "status_error"]
 
@@ -50,6 +54,8 @@ class ModelReply:
     finish_reason: str | None
     prompt_tokens: int
     completion_tokens: int
+    response_model: str | None = None
+    response_id: str | None = None
 
 
 def retry_after_s(headers: Mapping[str, str]) -> float | None:
@@ -119,6 +125,16 @@ def proxy_for(url: str) -> str | None:
     return urllib.request.getproxies().get(parts.scheme)
 
 
+def _unreachable(exc: aiohttp.ClientError) -> str:
+    """A sentence for a request that got no HTTP answer: what the network said, not where (callers need not know)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        why = (exc.os_error.strerror or "the connection failed").lower()
+        return f"cannot connect to the model endpoint ({why}); check that it runs and is reachable, then retry"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the model endpoint closed the connection before it answered; retry in a few seconds"
+    return f"the model endpoint could not be reached ({type(exc).__name__}); retry in a few seconds"
+
+
 def _reply_of(completion: Any) -> ModelReply:
     """The parts we use of a chat completion; any other shape (an HTML page, a bare object) is an upstream fault."""
     try:
@@ -132,9 +148,11 @@ def _reply_of(completion: Any) -> ModelReply:
             finish_reason=choice.get("finish_reason"),
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
+            response_model=completion.get("model"),
+            response_id=completion.get("id"),
         )
     except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
-        raise UpstreamError(f"model endpoint answered 200 without a usable chat completion: {exc!r}"[:300]) from exc
+        raise UpstreamError(f"model endpoint answered 200 without a usable chat completion ({exc})"[:300]) from exc
 
 
 class ModelClient:
@@ -148,8 +166,18 @@ class ModelClient:
         model: str | None = None,
         timeout_s: float = 60.0,
         max_retries: int = 2,
+        unavailable: Callable[[], str | None] = lambda: None,
+        tracing: Tracing | None = None,
     ) -> None:
+        """``unavailable`` says why the endpoint cannot answer now (its process is down), or None: then a call
+        fails at once with that sentence instead of waiting on a refused connection and its retries."""
         self._base_url = base_url.rstrip("/")
+        self._unavailable = unavailable
+        self._tracing = tracing or Tracing()
+        parts = urllib.parse.urlsplit(self._base_url)
+        self._server: dict[str, str | int] = {server_attributes.SERVER_ADDRESS: parts.hostname or ""}
+        if parts.port is not None:
+            self._server[server_attributes.SERVER_PORT] = parts.port
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
@@ -185,11 +213,15 @@ class ModelClient:
         retries = self._max_retries if max_retries is None else max_retries
         url = f"{self._base_url}{path}"
         attempt = 0
+        traced: dict[str, str] = {}
+        self._tracing.inject(traced)  # traceparent: the model endpoint's own spans join the caller's trace
         while True:
             headers: Mapping[str, str] | None = None
+            if (reason := self._unavailable()) is not None:
+                raise ModelUnavailableError(reason, retry_after=5.0)
             try:
                 request = self._client().request(
-                    method, url, data=payload, timeout=limit or self._timeout, proxy=self._proxy
+                    method, url, data=payload, timeout=limit or self._timeout, proxy=self._proxy, headers=traced or None
                 )
                 async with request as response:
                     raw = await response.read()
@@ -198,7 +230,7 @@ class ModelClient:
                 error: UpstreamError = UpstreamTimeoutError("model endpoint did not answer in time", retry_after=1.0)
                 error.__cause__ = exc
             except aiohttp.ClientError as exc:
-                error = ModelUnavailableError(f"cannot reach the model endpoint: {exc!r}", retry_after=5.0)
+                error = ModelUnavailableError(_unreachable(exc), retry_after=5.0)
                 error.__cause__ = exc
             else:
                 if status < 400:
@@ -245,11 +277,48 @@ class ModelClient:
             body["response_format"] = response_format
         if seed is not None:
             body["seed"] = seed
-        return _reply_of(await self._request("POST", "/chat/completions", body))
+        with self._tracing.span(f"chat {body['model']}", self._request_attributes(body), kind=SpanKind.CLIENT) as span:
+            try:
+                reply = _reply_of(await self._request("POST", "/chat/completions", body))
+            except UpstreamError as exc:
+                if span is not None:
+                    span.set_attribute(error_attributes.ERROR_TYPE, exc.code)
+                raise
+            if span is not None:
+                _describe_reply(span, reply)
+            return reply
+
+    def _request_attributes(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The GenAI semantic conventions' request attributes of a chat call (None when tracing is off)."""
+        if not self._tracing.enabled:
+            return None
+        attributes: dict[str, Any] = {
+            gen_ai.GEN_AI_OPERATION_NAME: gen_ai.GenAiOperationNameValues.CHAT.value,
+            gen_ai.GEN_AI_PROVIDER_NAME: gen_ai.GenAiProviderNameValues.OPENAI.value,  # the API's protocol
+            gen_ai.GEN_AI_REQUEST_MODEL: body["model"],
+            gen_ai.GEN_AI_REQUEST_MAX_TOKENS: body["max_tokens"],
+            gen_ai.GEN_AI_REQUEST_TEMPERATURE: body["temperature"],
+            gen_ai.GEN_AI_OUTPUT_TYPE: gen_ai.GenAiOutputTypeValues.JSON.value,
+            **self._server,
+        }
+        if "seed" in body:
+            attributes[gen_ai.GEN_AI_REQUEST_SEED] = body["seed"]
+        return attributes
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _describe_reply(span: Span, reply: ModelReply) -> None:
+    """The GenAI semantic conventions' response attributes."""
+    span.set_attribute(gen_ai.GEN_AI_USAGE_INPUT_TOKENS, reply.prompt_tokens)
+    span.set_attribute(gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS, reply.completion_tokens)
+    span.set_attribute(gen_ai.GEN_AI_RESPONSE_FINISH_REASONS, [reply.finish_reason or ""])
+    if reply.response_model:
+        span.set_attribute(gen_ai.GEN_AI_RESPONSE_MODEL, str(reply.response_model))
+    if reply.response_id:
+        span.set_attribute(gen_ai.GEN_AI_RESPONSE_ID, str(reply.response_id))
 
 
 def _first_model(page: Any) -> str:

@@ -16,6 +16,8 @@ from extractor.jobs.client import BatchRun, read_documents
 from extractor.jobs.metrics import serve_metrics
 from extractor.services import build_services
 from extractor.settings import Settings
+from extractor.telemetry.logs import configure_logging
+from extractor.telemetry.tracing import Tracing
 
 __all__ = ["batch", "worker"]
 
@@ -26,9 +28,8 @@ def worker(worker_id: str | None) -> None:
     """Run a batch worker alone (EXTRACTOR_REDIS_URL and EXTRACTOR_MODEL_BASE_URL required); SIGTERM stops it."""
     from extractor.jobs.runtime import run_worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("saq").setLevel(logging.WARNING)
     settings = Settings()
+    configure_logging(settings)
     if settings.redis_url is None:
         raise click.ClickException("`extractor worker` needs a shared Redis: set EXTRACTOR_REDIS_URL")
 
@@ -39,7 +40,7 @@ def worker(worker_id: str | None) -> None:
         )
 
     async def main() -> None:
-        services = build_services(settings)
+        services = build_services(settings, tracing=Tracing.from_env())
         tune_for_service()
         try:
             await run_worker(services, worker_id=worker_id)

@@ -5,6 +5,7 @@ is ``<batch id>:<first index>``, so enqueuing a batch twice (a replayed submissi
 A chunk that raises (Redis failing under the worker) is retried with exponential backoff, not at once, so a blip
 does not burn every retry in milliseconds; the worker settles the items of a chunk's last attempt itself. A chunk
 whose worker died on its last attempt is settled by whichever worker's sweep finds it (``PatientQueue.on_lost``).
+A worker that is stopping claims nothing more (``PatientQueue.stop_claiming``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ __all__ = ["CHUNK_TASK", "BatchQueue", "PatientQueue", "chunk_key", "chunks", "o
 CHUNK_TASK = "extract_chunk"
 _WINDOW = 16
 
+# KEYS: active, queued. ARGV: job id. The inverse of the dequeue's BLMOVE (queued LEFT -> active RIGHT): a job that a
+# stopping worker took but will not run goes back to the head of the queue, unless the sweep already moved it.
+_UNCLAIM = """
+if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 1 then redis.call('LPUSH', KEYS[2], ARGV[1]) return 1 end
+return 0
+"""
+
 log = logging.getLogger("extractor.jobs")
 
 
@@ -53,7 +61,13 @@ class PatientQueue(RedisQueue):
     """
 
     _pause_s = 0.0
+    _claiming = True
     on_lost: Callable[[Job], Awaitable[None]] | None = None
+
+    def stop_claiming(self) -> None:
+        """A stopping worker takes no more jobs: each dequeue waits its timeout and answers "no job"; a job that a
+        dequeue already in flight brings back is put back at the head of the queue, untouched (no attempt spent)."""
+        self._claiming = False
 
     async def finish(
         self, job: Job, status: Status, *, result: Any = None, error: str | None = None, **kwargs: Any
@@ -73,8 +87,14 @@ class PatientQueue(RedisQueue):
             _unrecorded(job, "for a retry", exc)
 
     async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> Job | None:  # noqa: ASYNC109 (SAQ)
+        if not self._claiming:
+            await asyncio.sleep(timeout or 1.0)  # SAQ's loop asks again at once: no spinning until it stops
+            return None
         try:
             job: Job | None = await super().dequeue(timeout, poll_interval)
+            if job is not None and not self._claiming:
+                await self._unclaim(job)
+                return None
         except RedisError as exc:
             self._pause_s = redis_pause(self._pause_s)
             log.warning("batch queue: Redis unavailable (%s); next dequeue in %.1fs", exc, self._pause_s)
@@ -82,6 +102,12 @@ class PatientQueue(RedisQueue):
             return None
         self._pause_s = 0.0
         return job
+
+    async def _unclaim(self, job: Job) -> None:
+        """Put back a job taken while stopping; if Redis fails here, the job stays active and unstarted, and the
+        sweep hands it out again."""
+        await self.redis.eval(_UNCLAIM, 2, self._active, self._queued, job.id)
+        log.info("batch queue: chunk %s taken while stopping, put back at the head of the queue", job.key)
 
 
 def _unrecorded(job: Job, what: str, exc: RedisError) -> None:

@@ -16,6 +16,7 @@ from extractor.jobs.queue import BatchQueue
 from extractor.jobs.state import BatchRecord, BatchStore, new_batch_id
 from extractor.registry.service import SchemaRegistry
 from extractor.settings import JobsSettings
+from extractor.telemetry.tracing import Tracing
 
 __all__ = ["BatchService", "Submission", "body_digest", "describe"]
 
@@ -74,11 +75,19 @@ def _line(doc_id: str, index: int, status: str, result: str | None) -> str:
 
 
 class BatchService:
-    def __init__(self, store: BatchStore, queue: BatchQueue, registry: SchemaRegistry, settings: JobsSettings) -> None:
+    def __init__(
+        self,
+        store: BatchStore,
+        queue: BatchQueue,
+        registry: SchemaRegistry,
+        settings: JobsSettings,
+        tracing: Tracing | None = None,
+    ) -> None:
         self._store = store
         self._queue = queue
         self._registry = registry
         self._settings = settings
+        self._tracing = tracing or Tracing()
 
     async def submit(
         self, tenant: str, submission: Submission, idempotency_key: str | None = None
@@ -104,6 +113,7 @@ class BatchService:
             documents=submission.documents,
             chunk_size=self._settings.chunk_size,
             digest=digest,
+            trace=self._tracing.carrier(),  # the items' traces link to this request's
         )
         if idempotency_key is not None:
             winner = await self._store.bind_idempotency_key(tenant, idempotency_key, batch_id, digest, bound)

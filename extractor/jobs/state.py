@@ -13,7 +13,7 @@ import re
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -195,6 +195,8 @@ class BatchRecord:
     created_at: float
     started_at: float | None
     finished_at: float | None
+    trace: dict[str, str] = field(default_factory=dict)
+    """The submission's trace context (``traceparent``), which each item's trace links to; empty without tracing."""
 
     @property
     def status(self) -> str:
@@ -236,6 +238,7 @@ def _record(batch_id: str, raw: dict[str, str]) -> BatchRecord:
         created_at=float(raw["created_at"]),
         started_at=_optional_float(raw.get("started_at")),
         finished_at=_optional_float(raw.get("finished_at")),
+        trace=json.loads(raw.get("trace") or "{}"),
     )
 
 
@@ -286,9 +289,11 @@ class BatchStore:
         documents: Sequence[tuple[str, str]],
         chunk_size: int,
         digest: str,
+        trace: dict[str, str] | None = None,
     ) -> None:
         """Write a new batch with every item queued (one transaction: a batch exists whole or not at all)."""
         record: dict[FieldT, EncodableT] = {
+            **({"trace": json.dumps(trace)} if trace else {}),
             "tenant": tenant,
             "schema": schema_ref,
             "options": json.dumps(options),

@@ -10,6 +10,9 @@ A heartbeat keeps a live chunk's job fresh; a dead worker's job goes stale and S
 A chunk's items run in one task group: if one raises (Redis failing under it), the others are cancelled with it, so
 the queue's retry never runs an item that is still running. On the chunk's last attempt its unfinished items fail
 instead, so the batch still finishes.
+A stopping worker (SIGTERM) claims no more chunks, lets those it holds finish within the grace period, and hands the
+rest back to the queue without spending an attempt (``stop_gracefully``): their finished items stay finished, the
+others run again on another worker, and each item is still recorded once.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from opentelemetry.trace import Link
 from redis.exceptions import RedisError
 from saq import Worker
 from saq.job import Job
@@ -38,10 +42,16 @@ from extractor.jobs.retry import backoff_delay, exponential_delay, is_transient
 from extractor.jobs.state import BatchRecord, BatchStore, ItemStatus
 from extractor.services import Services
 from extractor.settings import JobsSettings
+from extractor.telemetry.logs import log_extraction
+from extractor.telemetry.report import ExtractionReport
+from extractor.telemetry.tracing import Tracing
 
-__all__ = ["ChunkRunner", "build_worker", "error_line", "problem_of"]
+__all__ = ["ChunkRunner", "build_worker", "error_line", "problem_of", "stop_gracefully"]
 
 log = logging.getLogger("extractor.jobs")
+
+_HAND_BACK = "the worker stopped: chunk handed back to the queue"  # the job's error, for whoever looks
+_SETTLE_S = 5.0  # how long a stopping worker waits for its cancelled chunks to settle their items
 
 
 Outcome = tuple[ItemStatus, str]
@@ -87,12 +97,22 @@ async def heartbeat(job: Job | None, every_s: float, also: Callable[[], Awaitabl
 class ChunkRunner:
     """Runs the items of one chunk; one instance per worker process holds the concurrency limit."""
 
-    def __init__(self, services: Services, store: BatchStore, settings: JobsSettings) -> None:
+    def __init__(
+        self,
+        services: Services,
+        store: BatchStore,
+        settings: JobsSettings,
+        *,
+        tracing: Tracing | None = None,
+        log_documents: bool = False,
+    ) -> None:
         self._services = services
         self._store = store
         self._settings = settings
         self._permits = asyncio.Semaphore(settings.concurrency)
         self.cancels = CancelWatch()
+        self._tracing = tracing or Tracing()
+        self._log_documents = log_documents
 
     async def run_chunk(self, ctx: Context, *, batch_id: str, start: int, stop: int) -> int:
         """SAQ task: run items ``start`` to ``stop - 1``; returns how many this run finished."""
@@ -134,8 +154,9 @@ class ChunkRunner:
 
     async def _run_items(self, record: BatchRecord, items: list[tuple[int, dict[str, str]]]) -> int:
         options = ExtractOptions.model_validate(record.options)
+        links = self._tracing.links(record.trace)  # to the submission's span
         async with asyncio.TaskGroup() as group:
-            runs = [group.create_task(self._run_item(record, options, index, doc)) for index, doc in items]
+            runs = [group.create_task(self._run_item(record, options, index, doc, links)) for index, doc in items]
         return sum(run.result() for run in runs)
 
     async def settle_lost(self, job: Job) -> None:
@@ -161,13 +182,23 @@ class ChunkRunner:
                 await asyncio.sleep(exponential_delay(attempt, self._settings))
                 attempt += 1
 
-    async def _run_item(self, record: BatchRecord, options: ExtractOptions, index: int, doc: dict[str, str]) -> bool:
-        started = time.perf_counter()
-        status, line = await self._extract(record, options, index, doc, self._permit)
-        written = await self._store.finish(record.batch_id, index, status, line)
+    async def _run_item(
+        self, record: BatchRecord, options: ExtractOptions, index: int, doc: dict[str, str], links: list[Link]
+    ) -> bool:
+        """One item in a trace of its own, linked to the batch's submission; one log line once it is recorded."""
+        started, report = time.perf_counter(), ExtractionReport()
+        where: dict[str, str | int] = {"extractor.batch.id": record.batch_id, "extractor.batch.index": index}
+        with self._tracing.span("extractor.batch.item", where, links=links, root=True):
+            status, line = await self._extract(record, options, index, doc, self._permit, report)
+            written = await self._store.finish(record.batch_id, index, status, line)
         if written:  # a second run of the item (a re-delivery) records, and counts, nothing
+            seconds = time.perf_counter() - started
             ITEMS.labels(status.value).inc()
-            ITEM_SECONDS.observe(time.perf_counter() - started)
+            ITEM_SECONDS.observe(seconds)
+            text = doc["text"] if self._log_documents else None
+            log_extraction(
+                "batch_item", report, seconds, text, batch_id=record.batch_id, index=index, document_id=doc["id"]
+            )
         return written
 
     @contextlib.asynccontextmanager
@@ -187,14 +218,20 @@ class ChunkRunner:
         await asyncio.sleep(0)
 
     async def _extract(
-        self, record: BatchRecord, options: ExtractOptions, index: int, doc: dict[str, str], gate: ModelGate
+        self,
+        record: BatchRecord,
+        options: ExtractOptions,
+        index: int,
+        doc: dict[str, str],
+        gate: ModelGate,
+        report: ExtractionReport,
     ) -> Outcome:
         """One document through the pipeline, retrying only transient errors (upstream, or Redis under it)."""
         attempt = 1
         while True:
             try:
                 result = await self._services.extraction.extract(
-                    record.tenant, record.schema_ref, doc["text"], options, model_gate=gate
+                    record.tenant, record.schema_ref, doc["text"], options, model_gate=gate, report=report
                 )
             except (ExtractorError, RedisError) as exc:
                 if is_transient(exc) and attempt < self._settings.transient_attempts:
@@ -222,13 +259,43 @@ def _being_cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+async def stop_gracefully(worker: Worker[Context], queue: BatchQueue, grace_s: float) -> None:
+    """Stop ``worker`` for a SIGTERM: claim no more chunks, let the chunks it holds finish within ``grace_s``, hand
+    the others back to the queue (their running items stay running, for the next worker to claim), then stop."""
+    queue.saq.stop_claiming()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace_s
+    while (running := _chunk_tasks(worker)) and (left := deadline - loop.time()) > 0:
+        log.info("stopping: waiting up to %.1fs for %d chunk(s) to finish", left, len(running))
+        await asyncio.wait(running, timeout=left)
+    late = {
+        job: context["task"] for job, context in list(worker.job_task_contexts.items()) if not context["task"].done()
+    }
+    if late:
+        log.warning("stopping: %d chunk(s) unfinished after %.1fs, handed back to the queue", len(late), grace_s)
+        for task in late.values():
+            task.cancel()  # its items are aborted and stay running, for the next worker's claim
+        await asyncio.wait(late.values(), timeout=_SETTLE_S)
+    for job, task in late.items():
+        if task.cancelled():  # SAQ re-queues only the chunks it cancels itself: this one is ours to hand back
+            job.attempts -= 1  # and a stop is no failed attempt: rolling restarts must not use up its redeliveries
+            await queue.saq.retry(job, _HAND_BACK)
+    await worker.stop()
+
+
+def _chunk_tasks(worker: Worker[Context]) -> set[asyncio.Task[Any]]:
+    return {context["task"] for context in worker.job_task_contexts.values() if not context["task"].done()}
+
+
 def build_worker(
     services: Services, queue: BatchQueue, *, handle_signals: bool = True, worker_id: str | None = None
 ) -> Worker[Context]:
     """A SAQ worker over our chunk task. It holds twice as many items as permits, so that while some items are in
     Redis or the pipeline, others wait on a permit and no permit idles (and none waits on a dequeue)."""
     settings = services.settings.jobs
-    runner = ChunkRunner(services, BatchStore(services.redis, settings.ttl_s), settings)
+    store = BatchStore(services.redis, settings.ttl_s)
+    log_documents = services.settings.log_documents
+    runner = ChunkRunner(services, store, settings, tracing=services.tracing, log_documents=log_documents)
     queue.saq.on_lost = runner.settle_lost
     listening: list[asyncio.Task[None]] = []
 

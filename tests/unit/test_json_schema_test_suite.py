@@ -1,4 +1,4 @@
-"""The JSON-Schema-Test-Suite draft 2020-12 cases (../shared/data) through the registry's validator.
+"""The JSON-Schema-Test-Suite draft 2020-12 cases (tests/fixtures) through the registry's validator.
 
 Required cases must all pass; optional ones (mostly ``format`` assertions, which Draft 2020-12 leaves off by
 default) are reported. Cases with a remote ``$ref`` are counted apart: the registry refuses remote references.
@@ -14,7 +14,7 @@ import pytest
 from extractor.registry.checks import remote_refs
 from extractor.registry.validator import validator_for
 
-DATA = Path(__file__).parents[3] / "shared" / "data" / "json_schema_test_suite" / "eval.jsonl"
+DATA = Path(__file__).parents[1] / "fixtures" / "json_schema_test_suite" / "eval.jsonl"
 
 
 def _run() -> dict[str, list[str]]:
@@ -38,7 +38,6 @@ def _run() -> dict[str, list[str]]:
     return outcome
 
 
-@pytest.mark.skipif(not DATA.exists(), reason=f"dataset not found at {DATA}")
 def test_required_cases_all_pass(capsys: pytest.CaptureFixture[str]) -> None:
     outcome = _run()
     total = sum(len(v) for k, v in outcome.items() if k != "remote")

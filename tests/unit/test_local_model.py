@@ -105,3 +105,53 @@ def test_start_names_the_log_when_the_server_dies(tmp_path: Path) -> None:
 
     assert str(tmp_path / "model-server.log") in caught.value.detail
     assert server.alive() is False
+
+
+# A stand-in for llama_cpp.server that loads "the model" and lists it, then dies as a llama.cpp built for another
+# CPU does: on the first generation, by the signal its argument names (a real AMX fault is a SIGSEGV, an
+# unsupported instruction a SIGILL).
+_CRASHING_SERVER = """
+import os, signal, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b'{"object": "list", "data": [{"id": "m"}]}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        print("generating", flush=True)
+        os.kill(os.getpid(), getattr(signal, sys.argv[2]))
+
+HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+
+class _CrashingServer(LocalModelServer):
+    def __init__(self, log_dir: Path, signal_name: str) -> None:
+        super().__init__(log_dir / "model.gguf", log_dir=log_dir)
+        self.signal_name = signal_name
+
+    def command(self, model_path: Path, port: int) -> list[str]:
+        return [sys.executable, "-c", _CRASHING_SERVER, str(port), self.signal_name]
+
+
+@pytest.mark.parametrize("signal_name", ["SIGILL", "SIGSEGV"])
+def test_a_server_that_crashes_on_its_first_generation_is_not_called_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signal_name: str
+) -> None:
+    monkeypatch.setattr(local_model, "_server_installed", lambda: True)
+    server = _CrashingServer(tmp_path, signal_name)
+
+    with pytest.raises(ModelUnavailableError) as caught:
+        server.start(timeout_s=30)
+
+    detail = caught.value.detail
+    assert detail.startswith(f"the local model server was killed by {signal_name} on its first generation; see ")
+    assert str(tmp_path / "model-server.log") in detail
+    assert "bash scripts/install" in detail
+    assert "generating" in (tmp_path / "model-server.log").read_text()
+    assert server.alive() is False
