@@ -18,18 +18,13 @@ import httpx
 
 from extractor.errors import ExtractorError
 from extractor.settings import Settings
+from extractor.telemetry.logs import configure_logging
 
 __all__ = ["main"]
 
 log = logging.getLogger("extractor")
 
 _DEFAULT_URL = "http://127.0.0.1:8000"
-
-
-def _configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpx2"):  # one line per model call is too much at INFO
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @click.group()
@@ -63,8 +58,8 @@ def serve(host: str | None, port: int | None) -> None:
     from extractor.gc_tuning import tune_for_service
     from extractor.local.embedded import start_embedded
 
-    _configure_logging()
     settings = Settings()
+    configure_logging(settings)  # the service's own format (EXTRACTOR_LOG_FORMAT) from the first line on
     _exit_cleanly_on_signals()
     with ExitStack() as stack:
         try:
@@ -96,7 +91,7 @@ def model_serve(port: int) -> None:
     from extractor.local.model import LocalModelServer, local_model_available
     from extractor.local.process import describe_exit
 
-    _configure_logging()
+    configure_logging(Settings())
     if not local_model_available():
         raise click.ClickException("the bundled model is not installed: install it with `bash scripts/install`")
     server = LocalModelServer(port=port)
