@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from extractor.app import create_app
 from extractor.settings import Settings
 from tests.model_server import Handler, serve_model
+from tests.redis_db import flushed_db
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
@@ -78,11 +79,8 @@ class FakeModel:
 
 @pytest.fixture
 async def redis() -> AsyncIterator[Redis]:
-    client = Redis.from_url(REDIS_URL, decode_responses=True)
-    await client.flushdb()
-    yield client
-    await client.flushdb()
-    await client.aclose()
+    async with flushed_db(REDIS_URL) as client:
+        yield client
 
 
 @pytest.fixture

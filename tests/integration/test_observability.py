@@ -27,6 +27,7 @@ from extractor.telemetry.logs import JsonFormatter
 from extractor.telemetry.tracing import Tracing
 from tests.integration.conftest import FakeModel, make_settings
 from tests.model_server import serve_model
+from tests.redis_db import flushed_db
 
 # SAQ 0.26 writes worker info with redis-py's deprecated SETEX; not ours to fix, so not an error here.
 pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning")
@@ -54,11 +55,8 @@ class HeaderModel:
 
 @pytest.fixture
 async def redis() -> AsyncIterator[Redis]:
-    client = Redis.from_url(REDIS_URL, decode_responses=True)
-    await client.flushdb()
-    yield client
-    await client.flushdb()
-    await client.aclose()
+    async with flushed_db(REDIS_URL) as client:
+        yield client
 
 
 @pytest.fixture

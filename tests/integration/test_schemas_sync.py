@@ -14,7 +14,7 @@ import httpx2
 import pytest
 import redis
 
-from tests.integration.test_batches_worker_kill import free_port
+from extractor.local.process import free_port
 from tests.integration.test_shutdown import REDIS_URL, wait_until_up
 
 CITY = {"type": "object", "properties": {"city": {"type": ["string", "null"]}}}

@@ -25,9 +25,10 @@ from redis.asyncio import Redis
 from extractor import keys
 from extractor.app import create_app
 from extractor.jobs.queue import chunk_key, chunks, open_queue
+from extractor.local.process import free_port
 from tests.integration.conftest import make_settings
 from tests.integration.test_batches import _sample, result_lines, submit, wait_finished
-from tests.integration.test_batches_worker_kill import free_port
+from tests.redis_db import flushed_db
 
 pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning")
 
@@ -38,11 +39,8 @@ DOCS = 40
 
 @pytest.fixture
 async def redis() -> AsyncIterator[Redis]:
-    client = Redis.from_url(REDIS_URL, decode_responses=True)
-    await client.flushdb()
-    yield client
-    await client.flushdb()
-    await client.aclose()
+    async with flushed_db(REDIS_URL) as client:
+        yield client
 
 
 @contextmanager
