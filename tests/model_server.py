@@ -17,11 +17,39 @@ from contextlib import contextmanager
 import httpx2
 from aiohttp import web
 
-__all__ = ["Handler", "serve_model"]
+__all__ = ["Handler", "chat_completion", "model_list", "serve_model"]
 
 Handler = Callable[[httpx2.Request], httpx2.Response | Awaitable[httpx2.Response]]
 HANG_S = 10.0  # longer than any client timeout the tests set
 _HOP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "content-encoding"})
+
+
+def model_list() -> httpx2.Response:
+    """The answer to ``GET /models``: one model, ``fake-model``."""
+    return httpx2.Response(200, json={"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+
+
+def chat_completion(
+    content: str, *, finish_reason: str = "stop", prompt_tokens: int = 100, completion_tokens: int = 10
+) -> httpx2.Response:
+    """An OpenAI chat completion from ``fake-model`` whose message is ``content``."""
+    return httpx2.Response(
+        200,
+        json={
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "fake-model",
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        },
+    )
 
 
 def _aiohttp_handler(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

@@ -29,7 +29,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Route
 
 from extractor.app import create_app
 from extractor.settings import Settings
-from tests.model_server import serve_model
+from tests.model_server import chat_completion, model_list, serve_model
 
 REDIS_URL = "redis://127.0.0.1:6379/10"
 API_KEY = "playground-test-key"
@@ -61,22 +61,11 @@ MODEL_ANSWER: dict[str, Any] = {
 
 def _answer_for(request: httpx2.Request) -> httpx2.Response:
     if request.url.path.endswith("/models"):
-        return httpx2.Response(200, json={"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+        return model_list()
     body = json.loads(request.content)
     schema = body["response_format"]["json_schema"]["schema"]
     answer = {key: value for key, value in MODEL_ANSWER.items() if key in schema.get("properties", {})}
-    message = {"role": "assistant", "content": json.dumps(answer)}
-    return httpx2.Response(
-        200,
-        json={
-            "id": "chatcmpl-1",
-            "object": "chat.completion",
-            "created": 0,
-            "model": "fake-model",
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 120, "completion_tokens": 40, "total_tokens": 160},
-        },
-    )
+    return chat_completion(json.dumps(answer), prompt_tokens=120, completion_tokens=40)
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from extractor.app import create_app
 from extractor.settings import Settings
-from tests.model_server import Handler, serve_model
+from tests.model_server import Handler, chat_completion, model_list, serve_model
 from tests.redis_db import flushed_db
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -48,7 +48,7 @@ class FakeModel:
 
     def handler(self, request: httpx2.Request) -> httpx2.Response:
         if request.url.path.endswith("/models"):
-            return httpx2.Response(200, json={"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+            return model_list()
         self.requests.append(json.loads(request.content))
         step: tuple[Any, ...] = (
             self.steps[min(len(self.requests), len(self.steps)) - 1] if self.steps else ("reply", "{}", "stop", 1)
@@ -62,19 +62,7 @@ class FakeModel:
             body = {"error": {"message": f"scripted {step[1]}", "type": "server_error"}}
             return httpx2.Response(step[1], json=body, headers=step[2])
         _, text, finish_reason, tokens = step
-        return httpx2.Response(
-            200,
-            json={
-                "id": "chatcmpl-1",
-                "object": "chat.completion",
-                "created": 0,
-                "model": "fake-model",
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}
-                ],
-                "usage": {"prompt_tokens": 100, "completion_tokens": tokens, "total_tokens": 100 + tokens},
-            },
-        )
+        return chat_completion(text, finish_reason=finish_reason, completion_tokens=tokens)
 
 
 @pytest.fixture
