@@ -34,8 +34,12 @@ async def open_batches(services: Services, *, with_worker: bool) -> AsyncIterato
         yield BatchService(store, queue, services.registry, services.settings.jobs, services.tracing)
     finally:
         if worker is not None and task is not None:
-            await worker.stop()
-            await task
+            # Not worker.stop(): called while start() still awaits its startup hooks, it would be undone when start()
+            # goes on (a new event, the stop forgotten) and `await task` would never return. A cancel reaches start()
+            # wherever it is, and start() then stops the worker in its own `finally`.
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await queue.close()
 
 

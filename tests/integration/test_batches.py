@@ -19,8 +19,6 @@ from extractor.settings import Settings
 from tests.integration.conftest import FakeModel, app_client, make_settings
 
 # SAQ 0.26 writes worker info with redis-py's deprecated SETEX; not ours to fix, so not an error here.
-pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning")
-
 GOOD = {"merchant": "ACME Market", "date": "2024-03-05", "total": 3.7, "currency": "EUR", "items": []}
 JOBS = {"concurrency": 8, "chunk_size": 4, "retry_base_s": 0.01, "heartbeat_s": 2, "sweep_s": 1}
 

@@ -18,8 +18,6 @@ from extractor.local.process import free_port
 from tests.integration.conftest import make_settings
 from tests.integration.test_batches_worker_kill import fake_server  # noqa: F401 (fixture)
 
-pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning")
-
 JOBS = {"concurrency": 8, "chunk_size": 2, "heartbeat_s": 2, "sweep_s": 1}
 
 

@@ -29,8 +29,6 @@ from extractor.settings import JobsSettings
 from tests.integration.conftest import FakeModel
 from tests.integration.test_batches import GOOD, documents, submit
 
-pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning")
-
 SETTINGS = JobsSettings(concurrency=4, chunk_size=4, retry_base_s=0.01, transient_attempts=3)
 
 

@@ -22,8 +22,6 @@ from extractor.app import create_app
 from tests.integration.conftest import REDIS_URL, make_settings
 from tests.integration.test_batches import result_lines, submit, wait_finished
 
-pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning")
-
 JOBS = {"concurrency": 8, "chunk_size": 4, "heartbeat_s": 2, "sweep_s": 1, "run_in_serve": False}
 
 

@@ -30,8 +30,6 @@ from tests.integration.conftest import make_settings
 from tests.integration.test_batches import _sample, result_lines, submit, wait_finished
 from tests.redis_db import flushed_db
 
-pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning")
-
 REDIS_URL = "redis://127.0.0.1:6379/12"
 JOBS = {"concurrency": 4, "chunk_size": 2, "heartbeat_s": 2, "sweep_s": 1, "run_in_serve": False}
 DOCS = 40
