@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from redis.asyncio import Redis
 
@@ -12,7 +11,7 @@ from extractor.services import Services, build_services
 from tests.integration.conftest import make_settings
 
 
-async def test_a_runtime_closed_before_its_worker_started_does_not_hang(redis: Redis[Any]) -> None:
+async def test_a_runtime_closed_before_its_worker_started_does_not_hang(redis: Redis) -> None:
     # The app's lifespan can end before the in-process worker's start() has run at all (a short test, a failed
     # start): stopping the worker then must not be undone by start() running afterwards.
     services = build_services(make_settings())
