@@ -7,6 +7,7 @@ running our shutdown (SIGKILL, OOM killer) the kernel sends them SIGTERM, so no 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -16,12 +17,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-__all__ = ["describe_exit", "die_with_parent", "free_port", "outlives_children", "spawn", "terminate", "wait_until"]
+__all__ = ["describe_exit", "die_with_parent", "free_port", "outliving_children", "spawn", "terminate", "wait_until"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +41,20 @@ def describe_exit(code: int) -> str:
         return f"was killed by signal {-code}"
 
 
-def outlives_children() -> None:
-    """Mark the calling thread as one that lives as long as the children it spawns (a supervisor's thread).
+@contextlib.contextmanager
+def outliving_children() -> Iterator[None]:
+    """Within the block, the calling thread counts as one that lives as long as the children it spawns (a
+    supervisor's thread), so they get the parent-death signal too; see ``_preexec`` for why that needs saying.
 
-    Children spawned from it get the parent-death signal too; see ``_preexec`` for why that needs saying.
+    The mark ends with the block: a thread id is reused once its thread is gone, and a short-lived thread that
+    inherited the mark would take its children down with it.
     """
-    _LONG_LIVED_THREADS.add(threading.get_ident())
+    ident = threading.get_ident()
+    _LONG_LIVED_THREADS.add(ident)
+    try:
+        yield
+    finally:
+        _LONG_LIVED_THREADS.discard(ident)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -67,7 +76,7 @@ def _preexec() -> Callable[[], None] | None:
     """``die_with_parent`` where it is safe to use, else nothing.
 
     The death signal fires when the *thread* that forked exits, not the process, so it is only armed when
-    spawning from the main thread or a thread marked by ``outlives_children``; a child started from a short-lived
+    spawning from the main thread or a thread inside ``outliving_children``; a child started from a short-lived
     worker thread would be killed with it.
     """
     thread = threading.current_thread()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from extractor.errors import ExtractorError
-from extractor.local.process import describe_exit, outlives_children
+from extractor.local.process import describe_exit, outliving_children
 
 __all__ = ["Supervised", "Supervisor"]
 
@@ -89,12 +89,12 @@ class Supervisor:
             thread.join()
 
     def _run(self, child: _Child) -> None:
-        outlives_children()
-        while not self._stopping.wait(self._poll_s):
-            code = child.service.exit_code()
-            if code is not None and not child.given_up:
-                self._restart(child, code)
-        self._closed.wait()
+        with outliving_children():
+            while not self._stopping.wait(self._poll_s):
+                code = child.service.exit_code()
+                if code is not None and not child.given_up:
+                    self._restart(child, code)
+            self._closed.wait()
 
     def _restart(self, child: _Child, code: int) -> None:
         ended = describe_exit(code)

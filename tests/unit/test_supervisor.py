@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -119,3 +120,20 @@ def test_close_stops_the_children_and_restarts_nothing() -> None:
 
 def test_an_unknown_name_has_no_problem() -> None:
     assert Supervisor().problem("model") is None
+
+
+def test_a_thread_arms_the_parent_death_signal_only_inside_outliving_children() -> None:
+    from extractor.local import process
+
+    armed: list[bool] = []
+
+    def spawner() -> None:
+        with process.outliving_children():
+            armed.append(process._preexec() is not None)
+        armed.append(process._preexec() is not None)
+
+    thread = threading.Thread(target=spawner)
+    thread.start()
+    thread.join()
+
+    assert armed == [True, False]
