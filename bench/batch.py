@@ -16,33 +16,30 @@ import argparse
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
 from redis import Redis
 
+from extractor.local.process import free_port, wait_until
+
 __all__ = ["main", "run_once"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _wait_http(url: str, process: subprocess.Popen[bytes], within_s: float = 30.0) -> None:
+    """Until ``url`` answers below 500; fails at once if ``process``, which serves it, exits first."""
 
-
-def _wait_http(url: str, within_s: float = 30.0) -> None:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
+    def up() -> bool:
         with contextlib.suppress(httpx.TransportError):
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
+            return httpx.get(url, timeout=1).status_code < 500
+        return False
+
+    wait_until(up, process, timeout_s=within_s, what=url, log_path=Path(os.devnull), error=RuntimeError)
 
 
 def _cpu_s(pid: int) -> float:
@@ -92,7 +89,7 @@ def _documents(count: int) -> list[dict[str, str]]:
 def run_once(args: argparse.Namespace, workers: int) -> dict[str, Any]:
     """One measured run with ``workers`` worker processes; returns its figures."""
     Redis.from_url(args.redis_url).flushdb()
-    model_port, api_port = _free_port(), _free_port()
+    model_port, api_port = free_port(), free_port()
     model_url = f"http://127.0.0.1:{model_port}/v1"
     env = {
         "EXTRACTOR_REDIS_URL": args.redis_url,
@@ -108,11 +105,11 @@ def run_once(args: argparse.Namespace, workers: int) -> dict[str, Any]:
         {},
     )
     api = ([sys.executable, "-m", "extractor", "serve", "--port", str(api_port)], env)  # as users run it
-    worker = ([sys.executable, "-c", "from extractor.jobs.commands import worker; worker()"], env)
-    with _processes([fake, api]) as (_, api_process):
-        _wait_http(f"{model_url}/models")
+    worker = ([sys.executable, "-c", "from extractor.cli.serve import worker; worker()"], env)
+    with _processes([fake, api]) as (fake_process, api_process):
+        _wait_http(f"{model_url}/models", fake_process)
         base = f"http://127.0.0.1:{api_port}"
-        _wait_http(f"{base}/healthz")
+        _wait_http(f"{base}/healthz", api_process)
         with _processes([worker] * workers) as worker_processes, httpx.Client(base_url=base, timeout=120) as client:
             time.sleep(2.0)  # workers import and connect
             body = json.dumps({"schema": "receipt", "documents": _documents(args.documents)})

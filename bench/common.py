@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from extractor.local.process import free_port, spawn, wait_until
 
 __all__ = [
     "PYTHON",
@@ -43,14 +44,6 @@ SERVE = [PYTHON, "-c", "from extractor.cli import main; main()", "serve"]
 """``extractor serve``, the same code path, spelled so that no ``pkill -f 'extractor serve'`` elsewhere hits it."""
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass
 class Server:
     """A server subprocess in its own session, ready once ``ready_path`` answers 2xx; stopped with its group."""
@@ -69,23 +62,21 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 60.0) -> Server:
-        out = self.log.open("ab") if self.log else subprocess.DEVNULL
-        env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
-        self._proc = subprocess.Popen(
-            list(self.argv), cwd=self.cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"{self.argv[:3]} exited with {self._proc.returncode}; see {self.log}")
-            try:
-                if httpx.get(self.url + self.ready_path, timeout=1.0).is_success:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"{self.argv[:3]} did not answer on {self.url}{self.ready_path} in {timeout_s} s")
+        log = self.log or Path(os.devnull)
+        self._proc = spawn(self.argv, log, cwd=self.cwd, env={**os.environ, **(self.env or {})})
+        what = f"{self.argv[:3]} on {self.url}{self.ready_path}"
+        try:
+            wait_until(self._answers, self._proc, timeout_s=timeout_s, what=what, log_path=log, error=RuntimeError)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            return httpx.get(self.url + self.ready_path, timeout=1.0).is_success
+        except httpx.TransportError:
+            return False
 
     @property
     def pid(self) -> int | None:

@@ -26,15 +26,16 @@ from redis.asyncio import Redis
 
 from bench.common import machine, table, write_json
 from extractor.errors import ExtractionFailedError
-from extractor.extraction.enforcement import EnforcementLevel, response_format
+from extractor.extraction.enforcement import response_format
 from extractor.extraction.prompt import build_messages
 from extractor.extraction.result import ExtractOptions
 from extractor.local.model import LocalModelServer
 from extractor.registry.compiled import CompiledSchema
 from extractor.registry.schema import SchemaDefinition
 from extractor.registry.service import read_definitions
-from extractor.services import Services, build_services, bundled_schema_dir
+from extractor.runtime import Runtime, bundled_schema_dir, open_runtime
 from extractor.settings import Settings
+from extractor.vocabulary import EnforcementLevel
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "snips"
 RECEIPT = "ACME Market\n2024-03-05\nBread 2.50\nMilk 1.20\nTOTAL 3.70 EUR\n"
@@ -61,7 +62,7 @@ def snips_definitions() -> dict[str, SchemaDefinition]:
     }
 
 
-async def overhead(services: Services, rounds: int) -> dict[str, Any]:
+async def overhead(services: Runtime, rounds: int) -> dict[str, Any]:
     """Direct llama.cpp call vs the whole pipeline, same messages and grammar, alternating order each round."""
     schema = await services.registry.resolve("default", "receipt")
     direct = AsyncOpenAI(base_url=services.settings.model_base_url, api_key="x")
@@ -107,7 +108,7 @@ async def overhead(services: Services, rounds: int) -> dict[str, Any]:
     return rows
 
 
-async def snips(services: Services, n: int, grounding: str) -> dict[str, Any]:
+async def snips(services: Runtime, n: int, grounding: str) -> dict[str, Any]:
     sample = _snips_sample(n)
     failures: dict[str, int] = {}
     valid = empty = predicted = ungrounded = gold_total = gold_hit = correct_pred = 0
@@ -156,7 +157,7 @@ def _pasted_schema_messages(schema: CompiledSchema, text: str) -> list[dict[str,
     return [{"role": "system", "content": system}, {"role": "user", "content": f"Document:\n<<<\n{text}\n>>>"}]
 
 
-async def prompt_styles(services: Services, n: int) -> list[dict[str, Any]]:
+async def prompt_styles(services: Runtime, n: int) -> list[dict[str, Any]]:
     """Compact field list (what extractor sends) vs pasted schema, same grammar, scored on SNIPS slots."""
     sample = _snips_sample(n)
     rows = []
@@ -199,7 +200,7 @@ def _snips_sample(n: int) -> list[dict[str, Any]]:
     return lines[::7][:n]
 
 
-async def _register(services: Services) -> None:
+async def _register(services: Runtime) -> None:
     bundled = read_definitions(bundled_schema_dir(services.settings))
     await services.registry.register_bundled(bundled | snips_definitions())
 
@@ -210,20 +211,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             redis_url=args.redis_url,
             model_base_url=server.base_url,
             model_name=server.model_name,
+            model_context_tokens=server.n_ctx,
             model_timeout_s=300,
             cache={"keep_results": 0},
         )
         await Redis.from_url(args.redis_url).flushdb()
-        services = build_services(settings)
-        try:
-            await _register(services)
-            report: dict[str, Any] = {"machine": machine(), "overhead": await overhead(services, args.rounds)}
+        async with open_runtime(settings) as runtime:
+            await _register(runtime)
+            report: dict[str, Any] = {"machine": machine(), "overhead": await overhead(runtime, args.rounds)}
             if not args.overhead_only:
                 # Without grounding's verdict applied (annotate), then with it (strict): same prompts, seed 0.
-                report["snips"] = [await snips(services, args.n, mode) for mode in ("annotate", "strict")]
-                report["prompts"] = await prompt_styles(services, args.prompt_n)
-        finally:
-            await services.aclose()
+                report["snips"] = [await snips(runtime, args.n, mode) for mode in ("annotate", "strict")]
+                report["prompts"] = await prompt_styles(runtime, args.prompt_n)
     return report
 
 

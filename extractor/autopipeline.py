@@ -1,12 +1,11 @@
 """Auto-pipelining: the Redis commands that tasks issue in one event-loop iteration go to Redis as one pipeline.
 
 A batch worker has dozens of items reaching the same step together (a model endpoint answers a wave of calls at
-once). One round trip and one pool checkout for all of them costs less than half the CPU of one each: 64 µs
-against 139 µs per Lua call, 64 callers at a time. The pipeline leaves at the end of the loop iteration in which
-its first command was queued, so a lone caller waits for nothing, but every caller waits an iteration or two
-longer than with a command of its own. Use it where CPU matters more than that: the result cache and a batch
-item's outcome, nothing that stands between a permit and a model call. In the batch worker it cut CPU per
-document from about 1.87 to 1.6-1.7 ms (``bench/batch.py``: two workers of 64 went from 653 to 817 docs/s).
+once). One round trip and one pool checkout for all of them costs much less CPU than one each. The pipeline leaves
+at the end of the loop iteration in which its first command was queued, so a lone caller waits for nothing, but
+every caller waits an iteration or two longer than with a command of its own. Use it where CPU matters more than
+that: the result cache and a batch item's outcome, nothing that stands between a permit and a model call. What it
+saves is measured in docs/benchmarks.md (batch throughput, auto-pipelining).
 """
 
 from __future__ import annotations
@@ -51,7 +50,9 @@ class AutoPipeline:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for queue, _ in batch:
                     queued = queue(pipe)
-                    if inspect.isawaitable(queued):
+                    # A script call is a coroutine that queues its command; a command returns the pipeline, which is
+                    # not awaited: awaiting a cluster pipeline (re)initialises it and empties its queue.
+                    if inspect.iscoroutine(queued):
                         await queued
                 replies = await pipe.execute(raise_on_error=False)
         except asyncio.CancelledError:  # the loop is shutting down: so are its callers

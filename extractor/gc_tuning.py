@@ -1,9 +1,9 @@
 """The garbage collector tuned for a long-running asyncio process (``extractor serve`` and ``extractor worker``).
 
 Nearly every object an extraction makes dies by reference counting; what the collector finds is a handful of
-cycles. At CPython's default threshold (a collection every 700 net allocations) a batch worker ran about 250
-collections over 5,000 documents, 0.23-0.29 s of its 4.3 s of CPU, with pauses of up to 62 ms in which none of
-its 64 model calls in flight could be answered. Measured with ``bench/batch.py`` (docs/benchmarks.md).
+cycles. At CPython's default threshold (a collection every 700 net allocations) a batch worker collects again and
+again over a batch, and no model call in flight can be answered during a pause. What that cost and what this
+saves is measured in docs/benchmarks.md (batch throughput, garbage collection).
 """
 
 from __future__ import annotations

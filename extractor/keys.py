@@ -1,4 +1,12 @@
-"""Every Redis key extractor writes, in one place. All keys start with ``extractor:``."""
+"""Every Redis key extractor writes, in one place. All keys start with ``extractor:``.
+
+Redis Cluster runs a script or a transaction only on keys of one hash slot, and a key's slot is that of the part
+between its first ``{`` and the next ``}`` when it has one (a hash tag). So the keys that one script or transaction
+touches share a tag: a tenant's schema keys ``{<tenant>}`` (a registration writes three of them at once), a batch's
+keys ``{<batch id>}`` (each item's transition is a script over the batch's record, items and results), the batch
+queue's SAQ keys ``{extractor:batches}``. Everything else is read and written one key at a time and carries no tag,
+so the cache spreads over every shard. A tag is only a name: on a single Redis it changes nothing.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ __all__ = [
     "BATCH_QUEUE",
     "PREFIX",
     "SHARED_TENANT",
+    "STORE_EPOCH",
     "batch",
     "batch_doc_ids",
     "batch_documents",
@@ -15,6 +24,8 @@ __all__ = [
     "batch_results",
     "cache",
     "probe",
+    "rate",
+    "requests_in_flight",
     "results_log",
     "schema_meta",
     "schema_names",
@@ -28,17 +39,17 @@ SHARED_TENANT = "_shared"
 
 def schema_names(tenant: str) -> str:
     """Set of the schema names a tenant has registered."""
-    return f"{PREFIX}:{tenant}:schemas"
+    return f"{PREFIX}:{{{tenant}}}:schemas"
 
 
 def schema_meta(tenant: str, name: str) -> str:
     """Hash: ``latest`` version number, ``retired`` flag."""
-    return f"{PREFIX}:{tenant}:schema:{name}"
+    return f"{PREFIX}:{{{tenant}}}:schema:{name}"
 
 
 def schema_version(tenant: str, name: str, version: int) -> str:
     """String: one immutable schema version as JSON."""
-    return f"{PREFIX}:{tenant}:schema:{name}:v{version}"
+    return f"{PREFIX}:{{{tenant}}}:schema:{name}:v{version}"
 
 
 def cache(tenant: str, digest: str) -> str:
@@ -58,31 +69,33 @@ def probe(endpoint_digest: str) -> str:
 
 def batch(batch_id: str) -> str:
     """Hash: one batch record (schema, tenant, counts by status, times)."""
-    return f"{PREFIX}:batch:{batch_id}"
+    return f"{PREFIX}:batch:{{{batch_id}}}"
 
 
 def batch_items(batch_id: str) -> str:
     """Hash: item index -> item status."""
-    return f"{PREFIX}:batch:{batch_id}:items"
+    return f"{PREFIX}:batch:{{{batch_id}}}:items"
 
 
 def batch_results(batch_id: str) -> str:
     """Hash: item index -> result JSON."""
-    return f"{PREFIX}:batch:{batch_id}:results"
+    return f"{PREFIX}:batch:{{{batch_id}}}:results"
 
 
 def batch_documents(batch_id: str) -> str:
     """List: the documents of a batch as JSON ``{"id", "text"}``, in submission order (read by index range)."""
-    return f"{PREFIX}:batch:{batch_id}:docs"
+    return f"{PREFIX}:batch:{{{batch_id}}}:docs"
 
 
 def batch_doc_ids(batch_id: str) -> str:
     """List: the document ids of a batch, in submission order (the results stream reads ids without texts)."""
-    return f"{PREFIX}:batch:{batch_id}:ids"
+    return f"{PREFIX}:batch:{{{batch_id}}}:ids"
 
 
-BATCH_QUEUE = f"{PREFIX}:batches"
-"""Name of the SAQ queue of batch chunks; SAQ prefixes its own keys with ``saq:<name>:`` (and ``saq:job:``)."""
+BATCH_QUEUE = f"{{{PREFIX}:batches}}"
+"""Name of the SAQ queue of batch chunks. SAQ's keys are ``saq:<name>:...``, ``saq:job:<name>:<key>`` and
+``saq:abort:saq:job:<name>:<key>``, and its scripts and transactions touch several of them: the braces put them all
+in one slot of a cluster (the queue holds chunks, not documents: one shard carries it easily)."""
 
 BATCH_CANCELS = f"{PREFIX}:batches:cancelled"
 """Pub/sub channel: the id of each batch as it is cancelled, so that workers stop its items at once."""
@@ -91,3 +104,20 @@ BATCH_CANCELS = f"{PREFIX}:batches:cancelled"
 def batch_idempotency(tenant: str, key: str) -> str:
     """String: batch id and body digest for one Idempotency-Key."""
     return f"{PREFIX}:{tenant}:idempotency:{key}"
+
+
+def rate(tenant: str) -> str:
+    """String: the tenant's GCRA theoretical arrival time (ms). Tagged with the tenant: one script reads it with
+    ``requests_in_flight``."""
+    return f"{PREFIX}:{{{tenant}}}:rate"
+
+
+def requests_in_flight(tenant: str) -> str:
+    """Sorted set: the tenant's requests being answered, scored by the time each lease ends (a crashed process's
+    leases lapse on their own)."""
+    return f"{PREFIX}:{{{tenant}}}:inflight"
+
+
+STORE_EPOCH = f"{PREFIX}:store:epoch"
+"""String: when this Redis's data begins (epoch seconds), set once if absent. A batch id older than it whose data
+is missing was lost with the data (a restart without persistence, a flush), not never created."""

@@ -15,25 +15,49 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from extractor.limit_settings import LimitSettings
+from extractor.vocabulary import EnforcementLevel, GroundingMode
+
 __all__ = [
     "CacheSettings",
-    "EnforcementLevelName",
     "ExtractionSettings",
     "JobsSettings",
     "MetricsSettings",
     "ModelPrice",
     "RegistrySettings",
     "Settings",
+    "api_key_table",
     "hash_api_key",
 ]
 
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-EnforcementLevelName = Literal["json_schema", "json_object_schema", "json_object", "prompt"]
 
 
 def hash_api_key(key: str) -> str:
     """The form in which API keys are kept and compared: ``sha256:<hex>``."""
     return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def api_key_table(value: str) -> dict[str, str]:
+    """``tenant:key,tenant2:sha256:<hex>`` as {hashed key: tenant}; anything that would silently change meaning
+    (an empty entry, a space around a tenant or key, a key or tenant given twice) is a start-up error."""
+    table: dict[str, str] = {}
+    entries = [part.strip() for part in value.split(",")] if value.strip() else []
+    for number, entry in enumerate(entries, start=1):
+        tenant, sep, key = entry.partition(":")
+        if not entry or not sep or not tenant or not key:
+            raise ValueError(f"api key entry {number} ({entry[:12]!r}...) is not `tenant:key`")
+        if tenant != tenant.strip() or key != key.strip():
+            raise ValueError(f"api key entry {number} (tenant {tenant.strip()!r}): remove the spaces around `:`")
+        if not _TENANT.match(tenant):
+            raise ValueError(f"tenant {tenant!r}: letters, digits, `-` and `_`, not starting with `_` (reserved)")
+        hashed = key if key.startswith("sha256:") else hash_api_key(key)
+        if hashed in table:
+            raise ValueError(f"tenants {table[hashed]!r} and {tenant!r} have the same API key: give each its own")
+        if tenant in table.values():
+            raise ValueError(f"tenant {tenant!r} is listed twice in EXTRACTOR_API_KEYS: one key per tenant")
+        table[hashed] = tenant
+    return table
 
 
 class ExtractionSettings(BaseModel):
@@ -43,7 +67,20 @@ class ExtractionSettings(BaseModel):
     max_text_chars: int = Field(200_000, ge=1, description="Longest document accepted (413 beyond).")
     temperature: float = Field(0.0, ge=0, le=2)
     seed: int | None = 0
-    grounding: Literal["annotate", "strict", "off"] = "annotate"
+    grounding: GroundingMode = GroundingMode.ANNOTATE
+    chunk_tokens: int | None = Field(
+        None,
+        ge=64,
+        description="Most document tokens per model call; unset: as many as the model's context window leaves. "
+        "A longer document is split into parts, extracted in parallel and merged.",
+    )
+    chunk_overlap_chars: int = Field(200, ge=0, description="Characters consecutive parts of a document share.")
+    part_concurrency: int = Field(4, ge=1, le=64, description="Parts of one document extracted at a time.")
+    logprobs: bool = Field(
+        False,
+        description="Ask the model endpoint for token log-probabilities, the main input of each value's "
+        "`confidence` (OpenAI, vLLM and llama.cpp give them; with it the bundled model server keeps its logits).",
+    )
 
 
 class CacheSettings(BaseModel):
@@ -123,8 +160,23 @@ class Settings(BaseSettings):
     model_api_key: SecretStr = SecretStr("not-needed")
     model_name: str | None = Field(None, description="Model id; unset: the first one the endpoint lists.")
     model_timeout_s: float = Field(60.0, gt=0)
+    model_idle_timeout_s: float = Field(
+        30.0, gt=0, description="A streamed answer silent this long (the wait for its first piece included) fails."
+    )
+    stream_heartbeat_s: float = Field(
+        10.0, gt=0, description="A streamed extraction with no event this long sends a comment line (`: ping`)."
+    )
     model_max_retries: int = Field(2, ge=0, description="Network retries, owned by the model client alone.")
-    model_enforcement: EnforcementLevelName | None = Field(None, description="Skip probing and use this level.")
+    redis_timeout_s: float = Field(
+        2.0, gt=0, description="Longest wait for one Redis command or connection before answering 503."
+    )
+    model_enforcement: EnforcementLevel | None = Field(None, description="Skip probing and use this level.")
+    model_context_tokens: int | None = Field(
+        None,
+        ge=256,
+        description="The model's context window (prompt and answer); unset: the bundled server's, else what the "
+        "endpoint reports, else 8192.",
+    )
     api_keys: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
         description="`tenant:key` pairs, comma-separated; a key may be given hashed as `sha256:<hex>`.",
@@ -153,6 +205,7 @@ class Settings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     jobs: JobsSettings = JobsSettings()
     metrics: MetricsSettings = MetricsSettings()
+    limits: LimitSettings = LimitSettings()
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -162,12 +215,4 @@ class Settings(BaseSettings):
             return {k if k.startswith("sha256:") else hash_api_key(k): v for k, v in value.items()}
         if not isinstance(value, str):
             return value
-        table: dict[str, str] = {}
-        for entry in filter(None, (part.strip() for part in value.split(","))):
-            tenant, sep, key = entry.partition(":")
-            if not sep or not tenant or not key:
-                raise ValueError(f"api key entry {entry[:12]!r}... is not `tenant:key`")
-            if not _TENANT.match(tenant):
-                raise ValueError(f"tenant {tenant!r}: letters, digits, `-` and `_`, not starting with `_` (reserved)")
-            table[key if key.startswith("sha256:") else hash_api_key(key)] = tenant
-        return table
+        return api_key_table(value)

@@ -1,14 +1,17 @@
-"""Prometheus request metrics, labelled by route template (``/v1/batches/{batch_id}``, not every id)."""
+"""Prometheus: request metrics labelled by route template (``/v1/batches/{batch_id}``, not every id), and the
+``/metrics`` route in the text format."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request
+from litestar import Request, Response, get
 from litestar.enums import ScopeType
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusMiddleware
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-__all__ = ["prometheus_config"]
+__all__ = ["metrics", "prometheus_config"]
 
 
 class _RouteLabelledMiddleware(PrometheusMiddleware):
@@ -27,3 +30,21 @@ class _RouteLabelledMiddleware(PrometheusMiddleware):
 
 def prometheus_config() -> PrometheusConfig:
     return PrometheusConfig(app_name="extractor", group_path=True, middleware_class=_RouteLabelledMiddleware)
+
+
+@get(
+    "/metrics",
+    summary="Prometheus metrics (text format)",
+    operation_id="metrics",
+    tags=["health"],
+    media_type=CONTENT_TYPE_LATEST,
+    responses={
+        200: ResponseSpec(
+            str, description="The Prometheus text format", media_type=CONTENT_TYPE_LATEST, generate_examples=False
+        )
+    },
+    sync_to_thread=False,
+)
+def metrics() -> Response[bytes]:
+    """Litestar's ``PrometheusController``, described as what it answers (it was documented as JSON)."""
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

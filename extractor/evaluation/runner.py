@@ -15,28 +15,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import httpx
-
+from extractor.client import AsyncClient, ExtractorAPIError
 from extractor.errors import ExtractorError, InvalidInputError
+from extractor.evaluation.calibration import Cell, field_confidence
+from extractor.evaluation.emptiness import has_values
+from extractor.evaluation.normalize import values_match
 from extractor.evaluation.stats import Comparison, FieldScore, Report, compare_scores, score_document, summarize
 from extractor.extraction.result import ExtractOptions
+from extractor.extraction.service import ExtractionService
 from extractor.registry.schema import SchemaDefinition
-from extractor.services import Services
+from extractor.registry.service import SchemaRegistry
+from extractor.vocabulary import ResultStatus
 
 __all__ = [
+    "Answer",
     "Backend",
     "EvalCase",
     "EvalRun",
     "HttpBackend",
     "InProcessBackend",
     "Outcome",
+    "calibration_cells",
     "fit_gold",
     "load_cases",
+    "relevance",
     "run_eval",
     "score_run",
 ]
 
 Status = Literal["ok", "empty", "failed"]
+_STATUS: dict[ResultStatus, Status] = {ResultStatus.OK: "ok", ResultStatus.EMPTY: "empty"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +65,18 @@ class Outcome:
     data: Mapping[str, Any] | None
     latency_ms: float
     error: str | None = None
+    confidence: Mapping[str, float] = field(default_factory=dict)
+    """Per JSON Pointer, the ``confidence`` the service gave each value (empty when it gives none)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a backend answered for one document."""
+
+    status: Status
+    data: Any = None
+    error: str | None = None
+    confidence: Mapping[str, float] = field(default_factory=dict)
 
 
 class Backend(Protocol):
@@ -70,8 +90,8 @@ class Backend(Protocol):
         """Register ``definition`` as the next version of ``name``; return its ``name@version``."""
         ...
 
-    async def extract(self, schema_ref: str, text: str, options: Mapping[str, Any]) -> tuple[Status, Any, str | None]:
-        """``(status, data, error)`` for one document."""
+    async def extract(self, schema_ref: str, text: str, options: Mapping[str, Any]) -> Answer:
+        """The answer for one document."""
         ...
 
 
@@ -124,66 +144,59 @@ def fit_gold(expected: Mapping[str, Any] | None, properties: Mapping[str, Any]) 
 
 
 class HttpBackend:
-    """A running extractor service; ``client`` has its ``base_url`` and credentials set."""
+    """A running extractor service, through the client. A problem answered for one document is that document's
+    failure; an unknown schema or an unreachable service raises and stops the run."""
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: AsyncClient) -> None:
         self._client = client
-
-    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return await self._client.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise ExtractorError(f"cannot reach extractor at {self._client.base_url}: {exc}") from exc
-
-    def _raise_for(self, response: httpx.Response) -> None:
-        if response.status_code >= 400:
-            raise ExtractorError(f"{response.request.method} {response.request.url.path}: {response.text[:500]}")
 
     async def properties(self, schema_ref: str) -> dict[str, Any]:
         name, _, version = schema_ref.partition("@")
-        response = await self._send("GET", f"/v1/schemas/{name}" + (f"/versions/{version}" if version else ""))
-        self._raise_for(response)
-        return dict(response.json()["json_schema"].get("properties", {}))
+        client = self._client
+        schema = await (client.get_schema_version(name, int(version)) if version else client.get_schema(name))
+        return dict(schema.json_schema.get("properties", {}))
 
     async def register(self, name: str, definition: SchemaDefinition) -> str:
-        body = definition.model_dump(exclude_none=True)
-        response = await self._send("PUT", f"/v1/schemas/{name}", json=body)
-        self._raise_for(response)
-        answer = response.json()
-        return f"{answer['name']}@{answer['version']}"
+        return (await self._client.register_schema(name, definition)).ref
 
-    async def extract(self, schema_ref: str, text: str, options: Mapping[str, Any]) -> tuple[Status, Any, str | None]:
-        body = {"schema": schema_ref, "text": text, "options": dict(options)}
-        response = await self._send("POST", "/v1/extract", json=body)
-        if response.status_code >= 400:
-            return "failed", None, f"{response.status_code}: {response.text[:300]}"
-        answer = response.json()
-        return answer["status"], answer["data"], None
+    async def extract(self, schema_ref: str, text: str, options: Mapping[str, Any]) -> Answer:
+        try:
+            result = await self._client.extract(schema_ref, text, options=options)
+        except ExtractorAPIError as exc:
+            return Answer("failed", error=f"{exc.status} {exc.type}: {exc.detail}")
+        return Answer(_STATUS[result.status], result.data, confidence=_confidences(result.fields))
 
 
 class InProcessBackend:
-    """The pipeline in this process, through :class:`Services` (no HTTP in between)."""
+    """The pipeline in this process (no HTTP in between)."""
 
-    def __init__(self, services: Services, tenant: str) -> None:
-        self._services = services
+    def __init__(self, registry: SchemaRegistry, extraction: ExtractionService, tenant: str) -> None:
+        self._registry = registry
+        self._extraction = extraction
         self._tenant = tenant
 
     async def properties(self, schema_ref: str) -> dict[str, Any]:
-        compiled = await self._services.registry.resolve(self._tenant, schema_ref)
+        compiled = await self._registry.resolve(self._tenant, schema_ref)
         return dict(compiled.version.json_schema.get("properties", {}))
 
     async def register(self, name: str, definition: SchemaDefinition) -> str:
-        version, _ = await self._services.registry.register(self._tenant, name, definition)
+        version, _ = await self._registry.register(self._tenant, name, definition)
         return f"{version.name}@{version.version}"
 
-    async def extract(self, schema_ref: str, text: str, options: Mapping[str, Any]) -> tuple[Status, Any, str | None]:
+    async def extract(self, schema_ref: str, text: str, options: Mapping[str, Any]) -> Answer:
         try:
-            result = await self._services.extraction.extract(
+            result = await self._extraction.extract(
                 self._tenant, schema_ref, text, ExtractOptions.model_validate(dict(options))
             )
         except ExtractorError as exc:
-            return "failed", None, f"{exc.code}: {exc.detail}"
-        return result.status, result.data, None
+            return Answer("failed", error=f"{exc.code}: {exc.detail}")
+        return Answer(_STATUS[result.status], result.data, confidence=_confidences(result.fields))
+
+
+def _confidences(fields: Mapping[str, Any]) -> dict[str, float]:
+    """The ``confidence`` of each field that has one (a service from before confidences gives none)."""
+    found = {pointer: getattr(grounding, "confidence", None) for pointer, grounding in fields.items()}
+    return {pointer: float(value) for pointer, value in found.items() if value is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +212,40 @@ class EvalRun:
         latencies = sorted(o.latency_ms for o in self.outcomes)
         middle = round(latencies[len(latencies) // 2], 3) if latencies else None
         errors = [f"{o.id}: {o.error}" for o in self.outcomes if o.error][:5]
-        return {"counts": self.counts, "seconds": round(self.seconds, 3), "median_latency_ms": middle, "errors": errors}
+        return {
+            "counts": self.counts,
+            "seconds": round(self.seconds, 3),
+            "median_latency_ms": middle,
+            "errors": errors,
+            "outcomes": [_outcome_json(o) for o in self.outcomes],
+        }
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> EvalRun:
+        """A run read back from :meth:`to_json` (``extractor eval --baseline``): its outcomes, counts and time."""
+        outcomes = [
+            Outcome(
+                str(o["id"]),
+                o["status"],
+                o.get("data"),
+                float(o.get("latency_ms") or 0.0),
+                o.get("error"),
+                {k: float(v) for k, v in (o.get("confidence") or {}).items()},
+            )
+            for o in document.get("outcomes") or []
+        ]
+        return cls(outcomes, float(document.get("seconds") or 0.0), dict(document.get("counts") or {}))
+
+
+def _outcome_json(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "id": outcome.id,
+        "status": outcome.status,
+        "data": outcome.data,
+        "latency_ms": round(outcome.latency_ms, 3),
+        "error": outcome.error,
+        "confidence": dict(outcome.confidence),
+    }
 
 
 async def _one(
@@ -207,8 +253,9 @@ async def _one(
 ) -> Outcome:
     async with gate:
         start = time.perf_counter()
-        status, data, error = await backend.extract(schema_ref, case.text, options)
-        return Outcome(case.id, status, data, (time.perf_counter() - start) * 1000, error)
+        answer = await backend.extract(schema_ref, case.text, options)
+        latency = (time.perf_counter() - start) * 1000
+        return Outcome(case.id, answer.status, answer.data, latency, answer.error, answer.confidence)
 
 
 async def run_eval(
@@ -244,3 +291,23 @@ def score_run(
     if baseline is None:
         return summarize(scores), None
     return summarize(scores), compare_scores(_scores(cases, baseline, fields, properties), scores)
+
+
+def relevance(cases: Sequence[EvalCase], fields: Sequence[str], properties: Mapping[str, Any]) -> list[bool]:
+    """Per case, whether its gold holds any value among ``fields`` (False: the right answer is ``empty``)."""
+    return [has_values(fit_gold(case.expected, properties), fields) for case in cases]
+
+
+def calibration_cells(
+    cases: Sequence[EvalCase], run: EvalRun, fields: Sequence[str], properties: Mapping[str, Any]
+) -> list[Cell]:
+    """One cell per predicted field that carries a confidence: was it right?"""
+    cells: list[Cell] = []
+    for i, (case, outcome) in enumerate(zip(cases, run.outcomes, strict=True)):
+        gold = fit_gold(case.expected, properties) or {}
+        for name in fields:
+            confidence = field_confidence(outcome.confidence, name)
+            value = (outcome.data or {}).get(name)
+            if confidence is not None and value is not None:
+                cells.append(Cell(f"{i}:{case.id}", confidence, values_match(value, gold.get(name))))
+    return cells

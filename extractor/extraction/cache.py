@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 import pydantic_core
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from extractor import keys
 from extractor.autopipeline import AutoPipeline
@@ -14,6 +17,8 @@ from extractor.extraction.result import ExtractionResult
 from extractor.settings import CacheSettings
 
 __all__ = ["PER_REQUEST", "ResultCache", "cache_digest", "hit_json", "stored_status"]
+
+log = logging.getLogger(__name__)
 
 FORMAT = 2
 """Of the stored JSON; part of every key, so entries of another format are never read."""
@@ -38,10 +43,13 @@ def stored_status(stored: str) -> str:
     return "empty" if stored.startswith('{"status":"empty"') else "ok"
 
 
-def cache_digest(*, schema_hash: str, model: str, prompt_version: str, options: dict[str, Any], text: str) -> str:
-    """sha256 over the schema's content hash, model, prompt version, resolved options and the text's own sha256."""
+def cache_digest(
+    *, schema_hash: str, endpoint: str, model: str, prompt_version: str, options: Mapping[str, Any], text: str
+) -> str:
+    """sha256 over the schema's content hash, the model endpoint (its base URL: two endpoints may serve different
+    weights under one model name), model, prompt version, resolved options and the text's own sha256."""
     text_hash = hashlib.sha256(text.encode()).hexdigest()
-    material = [FORMAT, schema_hash, model, prompt_version, sorted(options.items()), text_hash]
+    material = [FORMAT, schema_hash, endpoint, model, prompt_version, sorted(options.items()), text_hash]
     return hashlib.sha256(pydantic_core.to_json(material)).hexdigest()
 
 
@@ -53,7 +61,11 @@ class ResultCache:
     async def get(self, tenant: str, digest: str) -> str | None:
         """The stored JSON of the result: everything but the ``PER_REQUEST`` fields (``hit_json`` adds them)."""
         key = keys.cache(tenant, digest)
-        raw = await self._batched.call(lambda pipe: pipe.get(key))
+        try:
+            raw = await self._batched.call(lambda pipe: pipe.get(key))
+        except RedisError as exc:  # a cache that cannot answer is a miss: the extraction goes on without it
+            log.warning("cache not read (Redis: %s); extracting without it", exc)
+            return None
         return raw if raw is None or isinstance(raw, str) else raw.decode()
 
     async def put(self, tenant: str, digest: str, result: ExtractionResult) -> None:

@@ -13,7 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
-from urllib.parse import unquote
+
+from extractor.patterns import budget
+from extractor.pointer import MAX_WALK_DEPTH, SchemaDocument, child_pointer, item_schema, property_schema
 
 __all__ = ["coerce"]
 
@@ -31,32 +33,39 @@ _REFUSED: Final = _Refused()
 
 @dataclass(frozen=True, slots=True)
 class _Walk:
-    """What every step of one ``coerce`` call shares: the root schema (for ``$ref``) and the log."""
+    """What every step of one ``coerce`` call shares: the schema document (for ``$ref``) and the log."""
 
-    root: Any
+    document: SchemaDocument
     log: list[str] = field(default_factory=list)
 
 
-def coerce(instance: Any, schema: Mapping[str, Any]) -> tuple[Any, tuple[str, ...]]:
+COERCE_BUDGET_S = 0.05
+"""Longest the pattern matches of one coercion may take together."""
+
+
+def coerce(instance: Any, schema: Mapping[str, Any] | SchemaDocument) -> tuple[Any, tuple[str, ...]]:
     """Return a coerced copy of ``instance`` (never the input itself) and one log line per coercion.
 
-    Each line names the JSON Pointer of the value, e.g. ``"/total: '12.50' -> 12.5 (string to number)"``.
+    Each line names the JSON Pointer of the value, e.g. ``"/total: '12.50' -> 12.5 (string to number)"``. Pass the
+    ``SchemaDocument`` of a schema used again and again: its references are then looked up once.
     """
-    walk = _Walk(schema)
-    return _coerce(instance, schema, "", walk, frozenset()), tuple(walk.log)
+    document = schema if isinstance(schema, SchemaDocument) else SchemaDocument(schema)
+    walk = _Walk(document)
+    with budget(COERCE_BUDGET_S):  # ``patternProperties`` are matched against every key: bounded, on the loop
+        return _coerce(instance, document.root, "", walk, frozenset()), tuple(walk.log)
 
 
 def _coerce(value: Any, schema: Any, path: str, walk: _Walk, refs: _Refs) -> Any:
     """Apply ``schema`` to ``value`` at ``path``: own type, children, then ``$ref``, ``allOf``, ``anyOf``/``oneOf``.
 
-    ``refs`` holds the ``$ref``s already followed at this location, so a cyclic schema cannot loop.
+    ``refs`` holds the ``$ref`` targets already followed at this location, so a cyclic schema cannot loop.
     """
     if not isinstance(schema, Mapping):
         schema = {}
     value = _coerce_scalar(value, _type_names(schema.get("type")), path, walk.log)
     value = _coerce_children(value, schema, path, walk)
-    target = _ref_target(schema, walk.root, refs)
-    if target is not None:
+    target = walk.document.follow(schema)
+    if target is not None and target[0] not in refs:
         value = _coerce(value, target[1], path, walk, refs | {target[0]})
     for member in _subschemas(schema.get("allOf")):
         value = _coerce(value, member, path, walk, refs)
@@ -69,78 +78,26 @@ def _coerce(value: Any, schema: Any, path: str, walk: _Walk, refs: _Refs) -> Any
 
 
 def _coerce_children(value: Any, schema: Mapping[str, Any], path: str, walk: _Walk) -> Any:
-    """Rebuild an object or array with each member coerced against the schema that applies to it."""
+    """Rebuild an object or array with each member coerced against the schema that applies to it.
+
+    Members deeper than ``MAX_WALK_DEPTH`` are kept as they are (a pointer has one ``/`` per level)."""
+    if path.count("/") >= MAX_WALK_DEPTH:
+        return value
     if isinstance(value, Mapping):
         return {
-            key: _coerce(item, _property_schema(schema, key), _child_path(path, str(key)), walk, frozenset())
+            key: _coerce(item, property_schema(schema, key), child_pointer(path, key), walk, frozenset())
             for key, item in value.items()
         }
     if isinstance(value, list):
         return [
-            _coerce(item, _item_schema(schema, index), _child_path(path, str(index)), walk, frozenset())
+            _coerce(item, item_schema(schema, index), child_pointer(path, index), walk, frozenset())
             for index, item in enumerate(value)
         ]
     return value
 
 
-def _property_schema(schema: Mapping[str, Any], key: str) -> Any:
-    """The schema for ``key``: ``properties``, else matching ``patternProperties``, else ``additionalProperties``."""
-    properties = schema.get("properties")
-    if isinstance(properties, Mapping) and key in properties:
-        return properties[key]
-    patterns = schema.get("patternProperties")
-    patterns = patterns if isinstance(patterns, Mapping) else {}
-    matching = [sub for pattern, sub in patterns.items() if _search(pattern, key)]
-    if matching:
-        return {"allOf": matching}
-    return schema.get("additionalProperties", {})
-
-
-def _item_schema(schema: Mapping[str, Any], index: int) -> Any:
-    """The schema for array member ``index``: ``prefixItems`` first, then ``items``."""
-    prefix = schema.get("prefixItems")
-    if isinstance(prefix, list) and index < len(prefix):
-        return prefix[index]
-    return schema.get("items", {})
-
-
-def _search(pattern: str, key: str) -> bool:
-    try:
-        return re.search(pattern, key) is not None
-    except re.error:
-        return False
-
-
-def _child_path(path: str, key: str) -> str:
-    return f"{path}/{key.replace('~', '~0').replace('/', '~1')}"
-
-
 def _subschemas(raw: Any) -> list[Any]:
     return list(raw) if isinstance(raw, list) else []
-
-
-def _ref_target(schema: Mapping[str, Any], root: Any, refs: _Refs) -> tuple[str, Any] | None:
-    """Resolve a local ``$ref`` (``#``, ``#/$defs/...``, ``#/definitions/...``) not yet followed here."""
-    ref = schema.get("$ref")
-    if not isinstance(ref, str) or not ref.startswith("#") or ref in refs:
-        return None  # absent, remote, or already followed at this location
-    pointer = unquote(ref[1:])
-    if pointer and not pointer.startswith("/"):
-        return None  # a named anchor (#name): not supported
-    node = root
-    for token in pointer.split("/")[1:]:
-        node = _pointer_step(node, token.replace("~1", "/").replace("~0", "~"))
-        if node is None:
-            return None
-    return ref, node
-
-
-def _pointer_step(node: Any, token: str) -> Any:
-    if isinstance(node, Mapping):
-        return node.get(token)
-    if isinstance(node, list) and token.isdigit() and int(token) < len(node):
-        return node[int(token)]
-    return None
 
 
 # --- branches -------------------------------------------------------------------------------------------------------
@@ -150,9 +107,9 @@ def _coerce_branches(value: Any, branches: list[Any], path: str, walk: _Walk, re
     """Coerce toward an ``anyOf``/``oneOf`` branch only when exactly one branch fits after coercion."""
     fitting: list[tuple[Any, list[str]]] = []
     for branch in branches:
-        trial = _Walk(walk.root)
+        trial = _Walk(walk.document)
         candidate = _coerce(value, branch, path, trial, refs)
-        if _fits(candidate, branch, walk.root, frozenset()):
+        if _fits(candidate, branch, walk.document, frozenset()):
             fitting.append((candidate, trial.log))
     if len(fitting) != 1:
         return value
@@ -161,7 +118,7 @@ def _coerce_branches(value: Any, branches: list[Any], path: str, walk: _Walk, re
     return candidate
 
 
-def _fits(value: Any, schema: Any, root: Any, refs: _Refs) -> bool:
+def _fits(value: Any, schema: Any, document: SchemaDocument, refs: _Refs) -> bool:
     """Whether ``value`` has a type ``schema`` allows (``type``, ``const``, ``enum``, through refs and combinators)."""
     if isinstance(schema, bool):
         return schema
@@ -175,13 +132,13 @@ def _fits(value: Any, schema: Any, root: Any, refs: _Refs) -> bool:
         or (isinstance(enum, list) and not any(_json_equal(value, option) for option in enum))
     ):
         return False
-    target = _ref_target(schema, root, refs)
-    if target is not None and not _fits(value, target[1], root, refs | {target[0]}):
+    target = document.follow(schema)
+    if target is not None and target[0] not in refs and not _fits(value, target[1], document, refs | {target[0]}):
         return False
-    if not all(_fits(value, member, root, refs) for member in _subschemas(schema.get("allOf"))):
+    if not all(_fits(value, member, document, refs) for member in _subschemas(schema.get("allOf"))):
         return False
     return all(
-        not branches or any(_fits(value, branch, root, refs) for branch in branches)
+        not branches or any(_fits(value, branch, document, refs) for branch in branches)
         for branches in (_subschemas(schema.get("anyOf")), _subschemas(schema.get("oneOf")))
     )
 

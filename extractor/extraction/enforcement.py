@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from enum import StrEnum
 from typing import Any
 
 from redis.asyncio import Redis
@@ -21,19 +20,13 @@ from redis.asyncio import Redis
 from extractor import keys
 from extractor.errors import ModelUnavailableError, UpstreamError, UpstreamRateLimitedError, UpstreamTimeoutError
 from extractor.extraction.model import ModelClient
+from extractor.vocabulary import EnforcementLevel
 
-__all__ = ["EnforcementLevel", "EnforcementProber", "response_format"]
+__all__ = ["EnforcementProber", "response_format"]
 
 log = logging.getLogger(__name__)
 
 _PROBE_TTL_S = 24 * 3600
-
-
-class EnforcementLevel(StrEnum):
-    JSON_SCHEMA = "json_schema"
-    JSON_OBJECT_SCHEMA = "json_object_schema"
-    JSON_OBJECT = "json_object"
-    PROMPT = "prompt"
 
 
 _FORMATS: dict[EnforcementLevel, Callable[[dict[str, Any], bool], dict[str, Any] | None]] = {

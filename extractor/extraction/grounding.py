@@ -16,36 +16,43 @@ from dataclasses import dataclass
 from datetime import date
 from functools import cached_property, lru_cache
 from itertools import pairwise
-from typing import Any, Literal, NamedTuple
+from typing import Annotated, Any, NamedTuple
+
+from pydantic import Field
 
 from extractor.months import MONTHS
+from extractor.pointer import child_pointer
+from extractor.vocabulary import MatchKind
 
 __all__ = [
     "FieldGrounding",
-    "GroundingMode",
-    "MatchKind",
     "apply_strict",
     "ground",
     "iter_leaves",
 ]
 
-GroundingMode = Literal["annotate", "strict", "off"]
-MatchKind = Literal["exact", "normalized"]
 Span = tuple[int, int]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FieldGrounding:
-    """Where one leaf was found: ``grounded`` is None when the check does not apply (booleans, blank strings)."""
+    """Where one leaf was found: ``grounded`` is None when the check does not apply (booleans, blank strings).
 
-    span: Span | None
-    grounded: bool | None
+    The response's ``fields`` member holds these as they are (pydantic reads the dataclass)."""
+
+    span: Annotated[Span | None, Field(description="[start, end) character offsets of the value in the text.")]
+    grounded: Annotated[bool | None, Field(description="Found in the text; null where it cannot apply (booleans).")]
     match: MatchKind | None
+    confidence: Annotated[
+        float | None,
+        Field(description="How sure the value is, in [0, 1]: token probabilities, grounding and sample agreement."),
+    ] = None
 
     def to_json(self) -> dict[str, Any]:
         """The wire form used in the response's ``fields`` member."""
         span = list(self.span) if self.span is not None else None
-        return {"span": span, "grounded": self.grounded, "match": self.match}
+        wire = {"span": span, "grounded": self.grounded, "match": self.match}
+        return wire if self.confidence is None else {**wire, "confidence": self.confidence}
 
 
 _NOT_APPLICABLE = FieldGrounding(span=None, grounded=None, match=None)
@@ -55,19 +62,14 @@ _NOT_FOUND = FieldGrounding(span=None, grounded=False, match=None)
 # --- walking the data -------------------------------------------------------------------------------------------
 
 
-def _child(pointer: str, key: object) -> str:
-    """Extend a JSON Pointer by one reference token, escaped per RFC 6901."""
-    return f"{pointer}/{str(key).replace('~', '~0').replace('/', '~1')}"
-
-
 def iter_leaves(data: Any, pointer: str = "") -> Iterator[tuple[str, Any]]:
     """Yield ``(json_pointer, value)`` for every scalar leaf of ``data`` (nulls included), in document order."""
     if isinstance(data, Mapping):
         for key, value in data.items():
-            yield from iter_leaves(value, _child(pointer, key))
+            yield from iter_leaves(value, child_pointer(pointer, key))
     elif isinstance(data, list | tuple):
         for position, value in enumerate(data):
-            yield from iter_leaves(value, _child(pointer, position))
+            yield from iter_leaves(value, child_pointer(pointer, position))
     else:
         yield pointer, data
 
@@ -386,14 +388,14 @@ _Stage = Callable[[_TextIndex, Any], Iterable[Span]]
 # Stages per kind of leaf, tried in order; the first stage that finds anything decides. Kinds missing here
 # (booleans, blank strings) cannot be checked against the text.
 _STAGES: dict[str, tuple[tuple[MatchKind, _Stage], ...]] = {
-    "char": (("exact", _exact_word),),
+    "char": ((MatchKind.EXACT, _exact_word),),
     "string": (
-        ("exact", _exact_string),
-        ("normalized", _date_string),
-        ("normalized", _numeric_string),
-        ("normalized", _folded_tokens),
+        (MatchKind.EXACT, _exact_string),
+        (MatchKind.NORMALIZED, _date_string),
+        (MatchKind.NORMALIZED, _numeric_string),
+        (MatchKind.NORMALIZED, _folded_tokens),
     ),
-    "number": (("exact", _number_exact), ("normalized", _number_normalized)),
+    "number": ((MatchKind.EXACT, _number_exact), (MatchKind.NORMALIZED, _number_normalized)),
 }
 
 
@@ -456,11 +458,11 @@ def _ungrounded(fields: Mapping[str, FieldGrounding], pointer: str) -> bool:
 
 def _null_ungrounded(data: Any, pointer: str, fields: Mapping[str, FieldGrounding], log: list[str]) -> Any:
     if isinstance(data, Mapping):
-        return {key: _null_ungrounded(value, _child(pointer, key), fields, log) for key, value in data.items()}
+        return {key: _null_ungrounded(value, child_pointer(pointer, key), fields, log) for key, value in data.items()}
     if isinstance(data, list | tuple):
         kept = []
         for index, value in enumerate(data):
-            path = _child(pointer, index)
+            path = child_pointer(pointer, index)
             if _ungrounded(fields, path):  # a null list item would break `items`: the item goes instead
                 log.append(f"{path}: {_preview(value)} not found in text, removed from the list")
             else:

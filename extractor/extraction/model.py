@@ -1,9 +1,8 @@
 """The one door to the model endpoint: OpenAI-compatible chat completions over ``aiohttp``, and its errors.
 
-Not the ``openai`` SDK: on the same calls it costs six times the CPU (``python -m bench.model_client``: 2.2 ms
-per call through ``AsyncOpenAI`` on httpx2, 1.5 ms with its aiohttp transport, 0.35 ms here), and a batch worker
-is CPU-bound on exactly this call. What the SDK did for us is kept, in the same terms: the bearer key, a
-timeout per request, and its retry policy (connection errors, timeouts, 408, 409, 429 and 5xx, honouring
+Not the ``openai`` SDK: on the same calls it costs several times the CPU (docs/benchmarks.md, model client CPU),
+and a batch worker is CPU-bound on exactly this call. What the SDK did for us is kept, in the same terms: the
+bearer key, a timeout per request, and its retry policy (connection errors, timeouts, 408, 409, 429 and 5xx, honouring
 ``retry-after-ms``/``Retry-After`` up to two minutes and ``x-should-retry``, else backoff from 0.5 s to 8 s with
 jitter).
 
@@ -14,14 +13,17 @@ again, so retries never multiply.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
+import functools
 import json
+import logging
 import math
 import random
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,15 +34,21 @@ from opentelemetry.semconv.attributes import error_attributes, server_attributes
 from opentelemetry.trace import Span, SpanKind
 
 from extractor.errors import (
+    DeadlineExceededError,
     ModelUnavailableError,
     UpstreamError,
     UpstreamRateLimitedError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from extractor.extraction.breaker import CircuitBreaker
+from extractor.extraction.deadline import check_remaining, remaining_s
+from extractor.extraction.stream import StreamedCompletion, sse_data
 from extractor.telemetry.tracing import Tracing
 
 __all__ = ["ModelClient", "ModelReply", "proxy_for", "retry_after_s", "should_retry", "status_error"]
+
+log = logging.getLogger(__name__)
 
 MAX_RETRY_AFTER_S = 120.0
 INITIAL_RETRY_DELAY_S = 0.5
@@ -56,6 +64,8 @@ class ModelReply:
     completion_tokens: int
     response_model: str | None = None
     response_id: str | None = None
+    logprobs: tuple[tuple[str, float], ...] | None = None
+    """Each answer token and its log-probability, when asked for (``logprobs=True``) and given."""
 
 
 def retry_after_s(headers: Mapping[str, str]) -> float | None:
@@ -103,8 +113,10 @@ def _error_message(body: bytes) -> str:
 
 
 def status_error(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
-    """The domain error of an HTTP error answer from the model endpoint."""
-    detail = f"model endpoint answered {status}: {_error_message(body)}"
+    """The domain error of an HTTP error answer from the model endpoint. Its own message is logged, not passed on:
+    it may name internals of the endpoint that callers of this service should not see."""
+    log.warning("model endpoint answered %d: %s", status, _error_message(body))
+    detail = f"the model endpoint answered {status}; the service log has its message"
     wait = retry_after_s(headers)
     wait = max(0.0, wait) if wait is not None else None
     if status == 429:
@@ -117,7 +129,8 @@ def status_error(status: int, headers: Mapping[str, str], body: bytes) -> Upstre
 def proxy_for(url: str) -> str | None:
     """The proxy ``HTTP(S)_PROXY``/``NO_PROXY`` name for ``url``, read once.
 
-    aiohttp's ``trust_env`` would read them, and ``~/.netrc``, on every request: 0.8 ms of CPU per call.
+    aiohttp's ``trust_env`` would read them, and ``~/.netrc``, on every request (its cost: docs/benchmarks.md,
+    model client CPU).
     """
     parts = urllib.parse.urlsplit(url)
     if parts.hostname is None or urllib.request.proxy_bypass(parts.hostname):
@@ -135,6 +148,14 @@ def _unreachable(exc: aiohttp.ClientError) -> str:
     return f"the model endpoint could not be reached ({type(exc).__name__}); retry in a few seconds"
 
 
+def _within_deadline(timeout: aiohttp.ClientTimeout) -> tuple[aiohttp.ClientTimeout, bool]:
+    """``timeout`` shortened to the request's deadline, and whether it was (a timeout then ends the request)."""
+    left = check_remaining()
+    if left is None or (timeout.total is not None and timeout.total <= left):
+        return timeout, False
+    return aiohttp.ClientTimeout(total=left, connect=timeout.connect, sock_read=timeout.sock_read), True
+
+
 def _reply_of(completion: Any) -> ModelReply:
     """The parts we use of a chat completion; any other shape (an HTML page, a bare object) is an upstream fault."""
     try:
@@ -150,9 +171,21 @@ def _reply_of(completion: Any) -> ModelReply:
             completion_tokens=int(usage.get("completion_tokens") or 0),
             response_model=completion.get("model"),
             response_id=completion.get("id"),
+            logprobs=_token_logprobs(choice.get("logprobs")),
         )
     except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
         raise UpstreamError(f"model endpoint answered 200 without a usable chat completion ({exc})"[:300]) from exc
+
+
+def _token_logprobs(raw: Any) -> tuple[tuple[str, float], ...] | None:
+    """``choices[0].logprobs.content`` as ``(token, logprob)`` pairs; None when absent or not of that shape."""
+    content = raw.get("content") if isinstance(raw, dict) else None
+    if not isinstance(content, list):
+        return None
+    try:
+        return tuple((str(entry["token"]), float(entry["logprob"])) for entry in content)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 class ModelClient:
@@ -165,13 +198,20 @@ class ModelClient:
         *,
         model: str | None = None,
         timeout_s: float = 60.0,
+        idle_timeout_s: float | None = None,
         max_retries: int = 2,
         unavailable: Callable[[], str | None] = lambda: None,
         tracing: Tracing | None = None,
+        breaker: CircuitBreaker | None = None,
+        concurrency: int = 1024,
     ) -> None:
         """``unavailable`` says why the endpoint cannot answer now (its process is down), or None: then a call
-        fails at once with that sentence instead of waiting on a refused connection and its retries."""
+        fails at once with that sentence instead of waiting on a refused connection and its retries.
+        ``idle_timeout_s`` bounds the silence between two pieces of a streamed answer (the wait for the first
+        included); ``timeout_s`` bounds the whole call either way. ``breaker`` pauses calls after repeated
+        failures; ``concurrency`` bounds the calls in flight (a request's deadline bounds its wait for a turn)."""
         self._base_url = base_url.rstrip("/")
+        self._root_url = self._base_url.removesuffix("/v1")  # where /props, /tokenize and /extras/... live
         self._unavailable = unavailable
         self._tracing = tracing or Tracing()
         parts = urllib.parse.urlsplit(self._base_url)
@@ -183,10 +223,15 @@ class ModelClient:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._model = model
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 10.0))
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=timeout_s, connect=min(timeout_s, 10.0), sock_read=idle_timeout_s
+        )
         self._max_retries = max_retries
         self._proxy = proxy_for(self._base_url)
         self._session: aiohttp.ClientSession | None = None
         self._name_lock = asyncio.Lock()
+        self._breaker = breaker or CircuitBreaker(failures=5, cooldown_s=10.0)
+        self._permits = asyncio.Semaphore(concurrency)
 
     @property
     def base_url(self) -> str:
@@ -207,11 +252,17 @@ class ModelClient:
         *,
         limit: aiohttp.ClientTimeout | None = None,
         max_retries: int | None = None,
+        root: bool = False,
+        read: Callable[[aiohttp.ClientResponse], Awaitable[Any]] | None = None,
     ) -> Any:
-        """Send, retrying what the retry policy allows; the parsed JSON of a 2xx, else a domain error."""
+        """Send, retrying what the retry policy allows; the parsed JSON of a 2xx, else a domain error.
+
+        ``path`` is from the base URL, or from the server's root (the base URL less its ``/v1``) with ``root``.
+        ``read`` reads a 2xx answer instead (a stream): a timeout or network fault it lets out is retried like any
+        other, so it lets them out only before anything was handed on."""
         payload = None if body is None else pydantic_core.to_json(body)
         retries = self._max_retries if max_retries is None else max_retries
-        url = f"{self._base_url}{path}"
+        url = f"{self._root_url if root else self._base_url}{path}"
         attempt = 0
         traced: dict[str, str] = {}
         self._tracing.inject(traced)  # traceparent: the model endpoint's own spans join the caller's trace
@@ -219,17 +270,31 @@ class ModelClient:
             headers: Mapping[str, str] | None = None
             if (reason := self._unavailable()) is not None:
                 raise ModelUnavailableError(reason, retry_after=5.0)
+            timeout, last_chance = _within_deadline(limit or self._timeout)
             try:
-                request = self._client().request(
-                    method, url, data=payload, timeout=limit or self._timeout, proxy=self._proxy, headers=traced or None
-                )
-                async with request as response:
-                    raw = await response.read()
-                    status, headers = response.status, response.headers
+                async with self._turn():
+                    request = self._client().request(
+                        method, url, data=payload, timeout=timeout, proxy=self._proxy, headers=traced or None
+                    )
+                    async with request as response:
+                        if response.status < 500:
+                            self._breaker.succeeded()
+                        else:
+                            self._breaker.failed()
+                        if read is not None and response.status < 400:
+                            return await read(response)
+                        raw = await response.read()
+                        status, headers = response.status, response.headers
             except TimeoutError as exc:
+                self._breaker.failed()
+                if last_chance:
+                    raise DeadlineExceededError(
+                        "the model did not answer within the request's deadline; retry later", retry_after=1.0
+                    ) from exc
                 error: UpstreamError = UpstreamTimeoutError("model endpoint did not answer in time", retry_after=1.0)
                 error.__cause__ = exc
             except aiohttp.ClientError as exc:
+                self._breaker.failed()
                 error = ModelUnavailableError(_unreachable(exc), retry_after=5.0)
                 error.__cause__ = exc
             else:
@@ -244,7 +309,31 @@ class ModelClient:
             if attempt >= retries:
                 raise error
             attempt += 1
-            await asyncio.sleep(_backoff_s(attempt, headers))
+            delay = _backoff_s(attempt, headers)
+            if (left := remaining_s()) is not None and left <= delay:
+                raise error  # a retry could not finish within the request's deadline
+            await asyncio.sleep(delay)
+
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """One call's turn: the breaker lets it through, then a permit (waited for within the deadline)."""
+        self._breaker.before_call()
+        try:
+            async with asyncio.timeout(remaining_s()):
+                await self._permits.acquire()
+        except TimeoutError:
+            self._breaker.released()
+            raise DeadlineExceededError(
+                "the service was too busy to call the model within the request's deadline; retry later",
+                retry_after=1.0,
+            ) from None
+        try:
+            yield
+        except asyncio.CancelledError:
+            self._breaker.released()
+            raise
+        finally:
+            self._permits.release()
 
     async def name(self) -> str:
         """The configured model id, or the first one the endpoint lists (asked once)."""
@@ -253,6 +342,12 @@ class ModelClient:
                 if self._model is None:
                     self._model = _first_model(await self._request("GET", "/models"))
         return self._model
+
+    async def server_json(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        """A JSON request beside the OpenAI API, ``path`` from the server's root (``/props``, ``/tokenize``): what
+        ``extraction.budget`` asks about the context window and the tokenizer. No retries: each question has a
+        fallback, and a server without the endpoint answers 404 at once."""
+        return await self._request(method, path, body, max_retries=0, root=True)
 
     async def ping(self) -> None:
         """One cheap request that proves the endpoint answers (no retries: readiness must be quick)."""
@@ -266,7 +361,11 @@ class ModelClient:
         max_tokens: int,
         temperature: float,
         seed: int | None,
+        on_text: Callable[[str], None] | None = None,
+        logprobs: bool = False,
     ) -> ModelReply:
+        """One chat completion. With ``on_text`` it is streamed (``stream: true``, usage asked for): ``on_text``
+        gets each piece of content as it arrives, and a fault is sent again only before the first piece."""
         body: dict[str, Any] = {
             "model": await self.name(),
             "messages": list(messages),
@@ -277,9 +376,18 @@ class ModelClient:
             body["response_format"] = response_format
         if seed is not None:
             body["seed"] = seed
+        if logprobs:
+            body |= {"logprobs": True, "top_logprobs": 1}  # llama.cpp's server gives none when top_logprobs is unset
+        if on_text is not None:
+            body |= {"stream": True, "stream_options": {"include_usage": True}}
         with self._tracing.span(f"chat {body['model']}", self._request_attributes(body), kind=SpanKind.CLIENT) as span:
             try:
-                reply = _reply_of(await self._request("POST", "/chat/completions", body))
+                if on_text is None:
+                    reply = _reply_of(await self._request("POST", "/chat/completions", body))
+                else:
+                    read = functools.partial(_read_stream, on_text=on_text)
+                    limit = self._stream_timeout
+                    reply = await self._request("POST", "/chat/completions", body, limit=limit, read=read)
             except UpstreamError as exc:
                 if span is not None:
                     span.set_attribute(error_attributes.ERROR_TYPE, exc.code)
@@ -308,6 +416,49 @@ class ModelClient:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+async def _read_stream(response: aiohttp.ClientResponse, *, on_text: Callable[[str], None]) -> ModelReply:
+    """The reply of a streamed completion, each piece of content handed to ``on_text`` as it arrives.
+
+    Until the first piece, a timeout or network fault goes out as it is, for ``_request`` to retry; after it, the
+    call is not sent again: the fault ends it. An endpoint that ignored ``stream`` answers one piece."""
+    if response.content_type != "text/event-stream":
+        reply = _reply_of(pydantic_core.from_json(await response.read()))
+        if reply.content:
+            on_text(reply.content)
+        return reply
+    completion = StreamedCompletion()
+    try:
+        async for data in sse_data(response.content):
+            if piece := completion.add(_chunk(data)):
+                on_text(piece)
+    except TimeoutError as exc:
+        if not completion.started:
+            raise
+        raise UpstreamTimeoutError("the model endpoint went silent in the middle of its answer", retry_after=1) from exc
+    except aiohttp.ClientError as exc:
+        if not completion.started:
+            raise
+        raise UpstreamError("the model endpoint broke off its answer; retry in a few seconds") from exc
+    if completion.finish_reason is None:
+        raise UpstreamError("the model endpoint ended its stream before the answer was finished")
+    return ModelReply(
+        content=completion.content,
+        finish_reason=completion.finish_reason,
+        prompt_tokens=completion.prompt_tokens,
+        completion_tokens=completion.output_tokens,
+        response_model=completion.response_model,
+        response_id=completion.response_id,
+        logprobs=_token_logprobs({"content": completion.logprobs}) if completion.logprobs else None,
+    )
+
+
+def _chunk(data: str) -> Any:
+    try:
+        return pydantic_core.from_json(data)
+    except ValueError as exc:
+        raise UpstreamError("the model endpoint streamed a chunk that is not JSON") from exc
 
 
 def _describe_reply(span: Span, reply: ModelReply) -> None:

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from extractor.nesting import depth_of
+
 __all__ = ["RepairError", "Repaired", "parse_json"]
 
 
@@ -68,11 +70,26 @@ _FENCE = "```"
 _PARTIAL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\(?:u[0-9a-fA-F]{0,3})?\Z")
 
 
+MAX_ANSWER_DEPTH = 64
+"""Deepest nesting accepted in a model's answer: deeper, every later step would recurse past Python's limit."""
+
+
 def parse_json(text: str) -> Repaired:
     """Parse model output as JSON, repairing what can be repaired without dropping or inventing data.
 
-    Valid JSON is returned exactly as ``json.loads`` reads it, with no repairs. Raises ``RepairError``.
+    Valid JSON is returned exactly as ``json.loads`` reads it, with no repairs. Raises ``RepairError``, also for an
+    answer nested deeper than ``MAX_ANSWER_DEPTH``.
     """
+    try:
+        repaired = _parse_json(text)
+    except RecursionError:
+        repaired = None
+    if repaired is None or depth_of(repaired.value, stop_after=MAX_ANSWER_DEPTH) > MAX_ANSWER_DEPTH:
+        raise RepairError(f"the answer nests deeper than {MAX_ANSWER_DEPTH} levels")
+    return repaired
+
+
+def _parse_json(text: str) -> Repaired:
     try:
         return Repaired(_loads(text), ())
     except json.JSONDecodeError:

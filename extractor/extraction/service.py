@@ -1,5 +1,9 @@
 """The one place that knows the order of an extraction: schema, cache, prompt, model, repair, validate, ground, empty.
 
+A document too long for one model call is split (``parts.PartPlanner``), each part runs the same call, repair,
+validate and ground steps (``_extract_parts``, the one per-part loop), and the parts' answers are merged
+(``parts.merged_outcome``); a document that fits is one part and takes the single-call path unchanged.
+
 Each step is a plain function in its own module; this class only sequences them and keeps the accounts
 (attempts, usage, repairs, timings, and the ``ExtractionReport`` that metrics, the trace and the log line read).
 Each step is a span of the extraction's trace when tracing is on.
@@ -18,23 +22,38 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from extractor.errors import ExtractionFailedError, ExtractorError, PayloadTooLargeError, TruncatedOutputError
+from extractor.errors import (
+    ExtractionFailedError,
+    ExtractorError,
+    IncompleteExtractionError,
+    PayloadTooLargeError,
+    TruncatedOutputError,
+)
+from extractor.extraction.blanks import null_blanks
+from extractor.extraction.budget import MESSAGE_OVERHEAD_TOKENS, Budget, EstimatedTokenCounter
 from extractor.extraction.cache import ResultCache, cache_digest, hit_json, stored_status
 from extractor.extraction.coerce import coerce
-from extractor.extraction.empty import empty_reason
-from extractor.extraction.enforcement import EnforcementLevel, EnforcementProber, response_format
-from extractor.extraction.grounding import apply_strict, ground
+from extractor.extraction.confidence import answer_confidences
+from extractor.extraction.enforcement import EnforcementProber, response_format
+from extractor.extraction.events import EventSink, PartProgress, attempt_started, partial_feed, top_level_properties
+from extractor.extraction.grounding import FieldGrounding, apply_strict, ground
+from extractor.extraction.merge import PartResult
 from extractor.extraction.model import ModelClient, ModelReply
+from extractor.extraction.parts import PartPlanner, Plan, failed_part, merged_outcome
 from extractor.extraction.prompt import PROMPT_VERSION, Message, build_messages, build_reask
+from extractor.extraction.relevance import decide
 from extractor.extraction.repair import RepairError, parse_json
-from extractor.extraction.result import ExtractionResult, ExtractOptions, FieldInfo, Usage
+from extractor.extraction.result import ExtractionResult, ExtractOptions, FailedPart, ResolvedOptions, Usage
 from extractor.extraction.results_log import ResultsLog
+from extractor.extraction.salvage import Salvaged, salvage_invalid, salvage_truncated
+from extractor.extraction.split import Part
 from extractor.registry.compiled import CompiledSchema
 from extractor.registry.service import SchemaRegistry
 from extractor.settings import ExtractionSettings
 from extractor.telemetry.metrics import ExtractionMetrics, endpoint_label
 from extractor.telemetry.report import ExtractionReport
 from extractor.telemetry.tracing import Tracing, trace_id
+from extractor.vocabulary import EnforcementLevel, GroundingMode, ResultStatus
 
 __all__ = ["ExtractionService", "ModelGate"]
 
@@ -56,6 +75,72 @@ class _Attempts:
     errors: list[str] = field(default_factory=list)
     failure: str = ""
     """Why the last answer was refused: ``not_json`` or ``invalid``."""
+    prompt_tokens: int = 0
+    """The last call's prompt, as the endpoint counted it."""
+    reply: ModelReply | None = None
+    """The answer the data came from (its token log-probabilities give each value's confidence)."""
+    last_data: Any = None
+    """The last answer parsed and coerced, valid or not: what is salvaged when the attempts run out."""
+    truncated: bool = False
+    samples: list[Any] = field(default_factory=list)
+    """Further answers to the same prompt (``options.samples``), for the agreement part of confidence."""
+
+
+@dataclass
+class _PartOutcome:
+    """One part of a long document, extracted (``result``) or failed (``error``), and what it cost."""
+
+    part: Part
+    timings: dict[str, float]
+    attempts: int = 0
+    usage: Usage = field(default_factory=Usage)
+    repairs: list[str] = field(default_factory=list)
+    result: PartResult | None = None
+    error: ExtractionFailedError | None = None
+
+
+@dataclass(frozen=True)
+class _PartRun:
+    """What every part of one document is extracted with."""
+
+    schema: CompiledSchema
+    level: EnforcementLevel
+    options: ResolvedOptions
+    budget: Budget
+    gate: ModelGate | None
+    report: ExtractionReport
+    events: EventSink | None = None
+
+
+_SAMPLE_TEMPERATURE = 0.7
+"""The least temperature of the extra answers of ``options.samples``: at 0 they would all be the first one."""
+
+_MIN_ANSWER_TOKENS = 16
+"""A re-ask whose answer would have less room than this is not sent: it could only be truncated."""
+
+_ESTIMATE = EstimatedTokenCounter()
+
+
+def _reask_prompt_tokens(state: _Attempts) -> int:
+    """The next re-ask's prompt: the last prompt as the endpoint counted it, the refused answer and the errors
+    (estimated); with no count from the endpoint, every message estimated."""
+    if state.prompt_tokens <= 0:
+        return sum(_ESTIMATE.estimate(m["content"]) + MESSAGE_OVERHEAD_TOKENS for m in state.messages) * 2
+    errors = "; ".join(state.errors[:8])
+    added = _ESTIMATE.estimate(state.last_reply) + _ESTIMATE.estimate(errors) + 64  # 64: the re-ask's own words
+    return state.prompt_tokens + added + 2 * MESSAGE_OVERHEAD_TOKENS
+
+
+async def _all_or_none(coroutines: list[Any]) -> list[Any]:
+    """Run concurrently; the first exception cancels the others and is raised as itself (not as a group)."""
+    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 class _Clock:
@@ -94,7 +179,9 @@ class ExtractionService:
         *,
         tracing: Tracing | None = None,
         metrics: ExtractionMetrics | None = None,
+        context_tokens: int | None = None,
     ) -> None:
+        """``context_tokens``: the model's context window, when the settings know it (else the endpoint is asked)."""
         self._registry = registry
         self._model = model
         self._prober = prober
@@ -104,6 +191,7 @@ class ExtractionService:
         self._tracing = tracing or Tracing()
         self._metrics = metrics or ExtractionMetrics()
         self._endpoint = endpoint_label(model.base_url)
+        self._planner = PartPlanner(model, settings, context_tokens=context_tokens)
 
     async def extract(
         self,
@@ -114,16 +202,26 @@ class ExtractionService:
         *,
         model_gate: ModelGate | None = None,
         report: ExtractionReport | None = None,
+        events: EventSink | None = None,
     ) -> ExtractionResult:
-        """One extraction; ``report``, if given, is filled with what it did (also when it fails)."""
-        outcome = await self._observed(tenant, schema_ref, text, options, model_gate, report or ExtractionReport())
+        """One extraction; ``report``, if given, is filled with what it did (also when it fails). With ``events``
+        the model's answer is streamed and the object so far, each re-ask and each part are reported to it."""
+        report = report or ExtractionReport()
+        outcome = await self._observed(tenant, schema_ref, text, options, model_gate, report, events)
         return ExtractionResult.model_validate_json(outcome) if isinstance(outcome, str) else outcome
 
     async def extract_json(
-        self, tenant: str, schema_ref: str, text: str, options: ExtractOptions, report: ExtractionReport | None = None
+        self,
+        tenant: str,
+        schema_ref: str,
+        text: str,
+        options: ExtractOptions,
+        report: ExtractionReport | None = None,
+        *,
+        events: EventSink | None = None,
     ) -> str:
         """The same extraction, as JSON. A cache hit is answered from the stored JSON without parsing it."""
-        outcome = await self._observed(tenant, schema_ref, text, options, None, report or ExtractionReport())
+        outcome = await self._observed(tenant, schema_ref, text, options, None, report or ExtractionReport(), events)
         return outcome if isinstance(outcome, str) else outcome.model_dump_json()
 
     async def _observed(
@@ -134,14 +232,16 @@ class ExtractionService:
         options: ExtractOptions,
         model_gate: ModelGate | None,
         report: ExtractionReport,
+        events: EventSink | None = None,
     ) -> ExtractionResult | str:
         """The pipeline in its span, its outcome counted (a cancelled one is not: it has no outcome)."""
         report.tenant, report.schema = tenant, schema_ref
         report.status, report.reason, report.cached = "", None, False  # a batch item's earlier try is over
+        report.parts = 1
         with self._tracing.span("extractor.extract") as span:
             report.trace_id = trace_id(span)
             try:
-                return await self._run(tenant, schema_ref, text, options, model_gate, report)
+                return await self._run(tenant, schema_ref, text, options, model_gate, report, events)
             except Exception as exc:
                 report.fail(exc)
                 raise
@@ -158,6 +258,7 @@ class ExtractionService:
         options: ExtractOptions,
         model_gate: ModelGate | None,
         report: ExtractionReport,
+        events: EventSink | None = None,
     ) -> ExtractionResult | str:
         """The pipeline; a cache hit comes back as its JSON (``hit_json``), a fresh result as the model."""
         clock = _Clock()
@@ -171,13 +272,16 @@ class ExtractionService:
             model_name = await self._model.name()
         report.resolve(schema.version.ref, model_name)
         resolved = self._resolve_options(options)
-        digest = cache_digest(
-            schema_hash=schema.version.hash,
-            model=model_name,
-            prompt_version=PROMPT_VERSION,
-            options=resolved,
-            text=text,
-        )
+        digest = ""  # it hashes the text: made only when the cache is asked
+        if options.cache:
+            digest = cache_digest(
+                schema_hash=schema.version.hash,
+                endpoint=self._model.base_url,
+                model=model_name,
+                prompt_version=PROMPT_VERSION,
+                options=resolved.model_dump(),
+                text=text,
+            )
         clock.lap("schema")
         if options.cache and (stored := await self._lookup(tenant, digest, report)) is not None:
             clock.lap("cache")
@@ -187,11 +291,24 @@ class ExtractionService:
             level = await self._prober.level()
         report.enforcement = level.value
         self._metrics.enforcement(self._endpoint, level.value)
-        attempts = await self._call_until_valid(schema, text, level, resolved, clock, model_gate, report)
-        result = self._finish(schema, text, model_name, level, attempts, resolved["grounding"], clock, report)
-        if options.cache:
+        with self._tracing.span("extractor.split"):
+            plan = await self._planner.plan(schema, level, text, model_name)
+        report.parts = len(plan.parts)
+        clock.lap("split")
+        prompt: list[Message] | None = None
+        if len(plan.parts) == 1:
+            attempts = await self._call_until_valid(
+                schema, text, level, resolved, clock, model_gate, report, plan.budget, events
+            )
+            await self._sample(schema, level, resolved, attempts[0], model_gate, report, plan.budget)
+            result = self._finish(schema, text, model_name, level, attempts, resolved, clock, report)
+            prompt = attempts[0].messages[:2]
+        else:
+            run = _PartRun(schema, level, resolved, plan.budget, model_gate, report, events)
+            result = await self._extract_parts(run, plan, model_name, clock, require_complete=options.require_complete)
+        if options.cache and result.complete:
             with self._tracing.span("extractor.cache.write"):
-                await self._remember(tenant, digest, attempts[0].messages[:2], result)
+                await self._remember(tenant, digest, prompt, result)
         return result
 
     async def _lookup(self, tenant: str, digest: str, report: ExtractionReport) -> str | None:
@@ -202,10 +319,12 @@ class ExtractionService:
         self._metrics.cache(report, hit=stored is not None)
         return stored
 
-    async def _remember(self, tenant: str, digest: str, prompt: list[Message], result: ExtractionResult) -> None:
-        """Cache the result and keep it for export, best-effort: a paid, valid answer is never lost to a Redis fault."""
+    async def _remember(self, tenant: str, digest: str, prompt: list[Message] | None, result: ExtractionResult) -> None:
+        """Cache the result and keep it for export, best-effort: a paid, valid answer is never lost to a Redis fault.
+
+        A merged result (``prompt`` None) is not kept for export: no one prompt produced it."""
         try:
-            if self._results_log is None or not self._results_log.keeps(result):
+            if self._results_log is None or prompt is None or not self._results_log.keeps(result):
                 await self._cache.put(tenant, digest, result)
             else:  # independent writes: one round trip of waiting
                 await asyncio.gather(
@@ -214,57 +333,111 @@ class ExtractionService:
         except RedisError as exc:
             log.warning("result not cached (Redis: %s); answering it anyway", exc)
 
-    def _resolve_options(self, options: ExtractOptions) -> dict[str, Any]:
-        return {
-            "grounding": options.grounding or self._settings.grounding,
-            "max_attempts": options.max_attempts or self._settings.max_attempts,
-            "temperature": self._settings.temperature if options.temperature is None else options.temperature,
-        }
+    def _resolve_options(self, options: ExtractOptions) -> ResolvedOptions:
+        return ResolvedOptions(
+            grounding=options.grounding or self._settings.grounding,
+            max_attempts=options.max_attempts or self._settings.max_attempts,
+            temperature=self._settings.temperature if options.temperature is None else options.temperature,
+            min_confidence=options.min_confidence,
+            samples=options.samples or 1,
+        )
 
     async def _call_until_valid(
         self,
         schema: CompiledSchema,
         text: str,
         level: EnforcementLevel,
-        options: dict[str, Any],
+        options: ResolvedOptions,
         clock: _Clock,
         gate: ModelGate | None,
         report: ExtractionReport,
+        budget: Budget,
+        events: EventSink | None = None,
     ) -> tuple[_Attempts, dict[str, Any]]:
-        """Call, repair, coerce and validate; re-ask with the errors until valid, out of attempts or over budget."""
+        """Call, repair, coerce and validate; re-ask with the errors until valid, out of attempts or over budget.
+
+        A re-ask's prompt carries the refused answer and the errors: its answer gets what the window has left."""
         state = _Attempts(messages=build_messages(schema, text))
-        fmt = response_format(level, schema.wire_schema, schema.strict)
-        while state.count < options["max_attempts"] and state.usage.total_tokens < self._settings.token_budget:
+        fmt = response_format(level, schema.wire_for(level), schema.strict)
+        properties = top_level_properties(schema.version.json_schema)
+        while state.count < options.max_attempts and state.usage.total_tokens < self._settings.token_budget:
+            max_tokens = budget.reserve if not state.count else budget.answer_room(_reask_prompt_tokens(state))
+            if max_tokens < _MIN_ANSWER_TOKENS:
+                state.errors = [*state.errors, "no room left in the model's context window to ask again"]
+                break
             if state.count:
                 self._metrics.reask(report, state.failure)
+                if events is not None:
+                    attempt_started(events, state.count + 1, state.failure, state.errors)
+            on_text = None if events is None else partial_feed(events, properties, state.count + 1)
             async with gate() if gate is not None else contextlib.nullcontext():
-                reply = await self._call(state, fmt, options, clock, report)
+                reply = await self._call(state, fmt, options, clock, report, max_tokens, on_text)
+            if reply.finish_reason == "length":
+                return self._kept(state, salvage_truncated(schema, reply.content), max_tokens)
             data = self._parse_and_check(schema, reply, state, report)
             clock.lap("validate")
             if data is not None:
                 return state, data
             state.messages = build_reask(state.messages, reply.content, state.errors)
+        if (salvaged := salvage_invalid(schema, state.last_data, state.count)) is not None:
+            state.repairs.extend(salvaged.repairs)
+            return state, salvaged.data
         raise ExtractionFailedError(
             f"no valid output after {state.count} attempt(s): {'; '.join(state.errors[:3])}",
             **self._failure_details(state, level),
         )
 
+    async def _sample(
+        self,
+        schema: CompiledSchema,
+        level: EnforcementLevel,
+        options: ResolvedOptions,
+        state: _Attempts,
+        gate: ModelGate | None,
+        report: ExtractionReport,
+        budget: Budget,
+    ) -> None:
+        """``options.samples - 1`` further answers to the first prompt, sampled (each its own seed), kept in
+        ``state.samples`` when valid: how often they agree is part of each value's confidence."""
+        fmt = response_format(level, schema.wire_for(level), schema.strict)
+        temperature = max(options.temperature, _SAMPLE_TEMPERATURE)
+        for n in range(1, options.samples):
+            async with gate() if gate is not None else contextlib.nullcontext():
+                reply = await self._model.complete(
+                    state.messages[:2],
+                    fmt,
+                    max_tokens=budget.reserve,
+                    temperature=temperature,
+                    seed=(self._settings.seed or 0) + n,
+                )
+            self._metrics.tokens(report, reply.prompt_tokens, reply.completion_tokens)
+            state.usage = state.usage.add(reply.prompt_tokens, reply.completion_tokens)
+            state.count += 1
+            sample = _Attempts(messages=state.messages)
+            if reply.finish_reason != "length" and (data := self._parse_and_check(schema, reply, sample, report)):
+                state.samples.append(data)
+        report.attempts = state.count
+
     async def _call(
         self,
         state: _Attempts,
         fmt: dict[str, Any] | None,
-        options: dict[str, Any],
+        options: ResolvedOptions,
         clock: _Clock,
         report: ExtractionReport,
+        max_tokens: int,
+        on_text: Callable[[str], None] | None = None,
     ) -> ModelReply:
         started = time.perf_counter()
         try:
             reply = await self._model.complete(
                 state.messages,
                 fmt,
-                max_tokens=self._settings.max_tokens,
-                temperature=options["temperature"],
+                max_tokens=max_tokens,
+                temperature=options.temperature,
                 seed=self._settings.seed,
+                on_text=on_text,
+                logprobs=self._settings.logprobs,
             )
         except ExtractorError as exc:
             self._metrics.model_call(report.model, exc.code, time.perf_counter() - started)
@@ -276,12 +449,20 @@ class ExtractionService:
         report.attempts = state.count
         state.usage = state.usage.add(reply.prompt_tokens, reply.completion_tokens)
         state.last_reply = reply.content
-        if reply.finish_reason == "length":
+        state.prompt_tokens = reply.prompt_tokens
+        state.reply = reply
+        return reply
+
+    def _kept(self, state: _Attempts, salvaged: Salvaged | None, max_tokens: int) -> tuple[_Attempts, dict[str, Any]]:
+        """What an answer cut at the token limit had closed; a truncation is never asked again unchanged."""
+        if salvaged is None:
             raise TruncatedOutputError(
-                f"the model stopped at its token limit ({self._settings.max_tokens}) before finishing the JSON",
+                f"the model stopped at its token limit ({max_tokens}) before finishing the JSON",
                 **self._failure_details(state, None),
             )
-        return reply
+        state.truncated = True
+        state.repairs.extend([f"the answer was cut off at the token limit ({max_tokens})", *salvaged.repairs])
+        return state, salvaged.data
 
     def _parse_and_check(
         self, schema: CompiledSchema, reply: ModelReply, state: _Attempts, report: ExtractionReport
@@ -293,10 +474,12 @@ class ExtractionService:
             except RepairError as exc:
                 state.errors, state.failure = [f"not JSON: {exc}"], "not_json"
                 return None
-            data, coercions = coerce(repaired.value, schema.version.json_schema)
+            data, coercions = coerce(repaired.value, schema.document)
+            data, blanks = null_blanks(data)
         self._metrics.repairs(report, "parse", len(repaired.repairs))
-        self._metrics.repairs(report, "coerce", len(coercions))
-        state.repairs.extend([*repaired.repairs, *coercions])
+        self._metrics.repairs(report, "coerce", len(coercions) + len(blanks))
+        state.repairs.extend([*repaired.repairs, *coercions, *blanks])
+        state.last_data = data
         with self._tracing.span("extractor.validate") as span:
             state.errors, state.failure = schema.errors(data), "invalid"
             if span is not None:
@@ -316,6 +499,28 @@ class ExtractionService:
             details["enforcement"] = level.value
         return details
 
+    def _ground(
+        self,
+        schema: CompiledSchema,
+        text: str,
+        data: dict[str, Any],
+        grounding: GroundingMode,
+        repairs: list[str],
+        report: ExtractionReport,
+    ) -> tuple[dict[str, Any], dict[str, FieldGrounding] | None]:
+        """Each value's span in ``text``; strict grounding nulls the values not found (logged in ``repairs``)."""
+        with self._tracing.span("extractor.grounding", {"extractor.grounding": grounding}):
+            fields = None if grounding == GroundingMode.OFF else ground(data, text)
+            if fields is not None and grounding == GroundingMode.STRICT:
+                data, removed = apply_strict(data, fields)
+                repairs.extend(removed)
+                self._metrics.repairs(report, "grounding", len(removed))
+                before = len(repairs)
+                data = _null_invalid(schema, data, repairs)
+                self._metrics.repairs(report, "invalid_after_grounding", len(repairs) - before)
+                fields = ground(data, text)
+        return data, fields
+
     def _finish(
         self,
         schema: CompiledSchema,
@@ -323,37 +528,122 @@ class ExtractionService:
         model_name: str,
         level: EnforcementLevel,
         outcome: tuple[_Attempts, dict[str, Any]],
-        grounding: str,
+        options: ResolvedOptions,
         clock: _Clock,
         report: ExtractionReport,
     ) -> ExtractionResult:
         state, data = outcome
-        with self._tracing.span("extractor.grounding", {"extractor.grounding": grounding}):
-            fields = None if grounding == "off" else ground(data, text)
-            if fields is not None and grounding == "strict":
-                data, removed = apply_strict(data, fields)
-                state.repairs.extend(removed)
-                self._metrics.repairs(report, "grounding", len(removed))
-                before = len(state.repairs)
-                data = _null_invalid(schema, data, state.repairs)
-                self._metrics.repairs(report, "invalid_after_grounding", len(state.repairs) - before)
-                fields = ground(data, text)
-            report.reason = empty_reason(data, fields)
-        empty = report.reason is not None
-        report.status = "empty" if empty else "ok"
+        data, fields = self._ground(schema, text, data, options.grounding, state.repairs, report)
+        fields = answer_confidences(state.reply, data, fields, state.samples)
+        decision = decide(
+            schema.version.json_schema, data, fields, state.repairs, min_confidence=options.min_confidence
+        )
+        fields, report.reason = decision.fields, decision.reason
+        status = ResultStatus.OK if report.reason is None else ResultStatus.EMPTY
+        report.status = status
         clock.lap("grounding")
+        empty = status == ResultStatus.EMPTY
         return ExtractionResult(
-            status="empty" if empty else "ok",
-            data=None if empty else data,
+            status=status,
+            data=None if empty else decision.data,
             schema_ref=schema.version.ref,
             model=model_name,
-            enforcement=level.value,
+            enforcement=level,
             attempts=state.count,
             repairs=state.repairs,
-            fields={} if empty or fields is None else {p: FieldInfo(**f.to_json()) for p, f in fields.items()},
+            fields={} if empty or fields is None else fields,
             usage=state.usage,
             timings_ms=clock.total(),
+            empty_reason=report.reason,
+            truncated=state.truncated,
         )
+
+    async def _extract_parts(
+        self, run: _PartRun, plan: Plan, model_name: str, clock: _Clock, *, require_complete: bool
+    ) -> ExtractionResult:
+        """Every part through the single-call steps, ``part_concurrency`` at a time, then one merged result.
+
+        A part that fails its extraction (no valid output, truncation) is listed in ``failed_parts``; any other
+        error (upstream, cancellation) ends the whole extraction. All parts failed: the first part's error."""
+        permits = asyncio.Semaphore(self._settings.part_concurrency)
+        progress = PartProgress(run.events, run.schema, len(plan.parts))
+        outcomes: list[_PartOutcome] = await _all_or_none(
+            [progress.track(self._extract_part(run, part, permits)) for part in plan.parts]
+        )
+        clock.lap("parts")
+        failures = [outcome for outcome in outcomes if outcome.error is not None]
+        failed: list[FailedPart] = [failed_part(o.part, o.error) for o in failures if o.error is not None]
+        run.report.attempts = sum(outcome.attempts for outcome in outcomes)
+        if failures and (len(failures) == len(outcomes) or require_complete):
+            first = failures[0].error
+            if len(failures) == len(outcomes) and first is not None:
+                raise first
+            raise IncompleteExtractionError(
+                f"{len(failures)} of the document's {len(outcomes)} parts failed (the first at characters "
+                f"{failed[0].start}-{failed[0].end}: {failed[0].problem['detail']}); without require_complete "
+                "the others' merged result is answered with complete: false",
+                failed_parts=[f.model_dump() for f in failed],
+            )
+        merged = merged_outcome(run.schema, [o.result for o in outcomes if o.result is not None])
+        repairs = [f"part {o.part.index}: {repair}" for o in outcomes for repair in o.repairs] + merged.repairs
+        decision = decide(
+            run.schema.version.json_schema,
+            merged.data,
+            merged.fields,
+            repairs,
+            min_confidence=run.options.min_confidence,
+        )
+        merged.data, merged.fields, run.report.reason = decision.data, decision.fields, decision.reason
+        status = ResultStatus.OK if run.report.reason is None else ResultStatus.EMPTY
+        run.report.status = status
+        for outcome in outcomes:
+            for step, ms in outcome.timings.items():
+                clock.timings[step] = round(clock.timings.get(step, 0.0) + ms, 3)
+        clock.lap("merge")
+        empty = status == ResultStatus.EMPTY
+        usage = Usage()
+        for outcome in outcomes:
+            usage = usage.add(outcome.usage.prompt_tokens, outcome.usage.completion_tokens)
+        return ExtractionResult(
+            status=status,
+            data=None if empty else merged.data,
+            schema_ref=run.schema.version.ref,
+            model=model_name,
+            enforcement=run.level,
+            attempts=run.report.attempts,
+            repairs=repairs,
+            fields={} if empty or merged.fields is None else merged.fields,
+            usage=usage,
+            timings_ms=clock.total(),
+            complete=not failed,
+            parts=len(outcomes),
+            failed_parts=failed,
+            conflicts={} if empty else merged.conflicts,
+            empty_reason=run.report.reason,
+        )
+
+    async def _extract_part(self, run: _PartRun, part: Part, permits: asyncio.Semaphore) -> _PartOutcome:
+        """One part: call until valid, then ground in the part's own text (the merge maps spans to the original)."""
+        async with permits:
+            clock = _Clock()
+            try:
+                state, data = await self._call_until_valid(
+                    run.schema, part.text, run.level, run.options, clock, run.gate, run.report, run.budget
+                )
+            except ExtractionFailedError as exc:
+                usage = Usage.model_validate(exc.extra.get("usage") or {})
+                attempts = int(exc.extra.get("attempts") or 0)
+                return _PartOutcome(part, clock.timings, attempts=attempts, usage=usage, error=exc)
+            data, fields = self._ground(run.schema, part.text, data, run.options.grounding, state.repairs, run.report)
+            clock.lap("grounding")
+            return _PartOutcome(
+                part,
+                clock.timings,
+                attempts=state.count,
+                usage=state.usage,
+                repairs=state.repairs,
+                result=PartResult(part=part, data=data, fields=fields),
+            )
 
 
 def _span_attributes(report: ExtractionReport) -> dict[str, str | int | bool]:
@@ -370,4 +660,6 @@ def _span_attributes(report: ExtractionReport) -> dict[str, str | int | bool]:
     reason = "error.type" if report.status == "failed" else "extractor.empty_reason"
     optional = {"extractor.enforcement": report.enforcement, reason: report.reason, "extractor.model": report.model}
     attributes.update({key: value for key, value in optional.items() if value})
+    if report.parts > 1:
+        attributes["extractor.parts"] = report.parts
     return attributes

@@ -23,7 +23,7 @@ from saq.queue.redis import RedisQueue
 
 from extractor import keys
 from extractor.jobs.retry import redis_pause
-from extractor.services import reconnecting
+from extractor.redis_connect import connect
 from extractor.settings import JobsSettings
 
 __all__ = ["CHUNK_TASK", "BatchQueue", "PatientQueue", "chunk_key", "chunks", "open_queue"]
@@ -47,7 +47,9 @@ def chunks(total: int, size: int) -> Iterator[tuple[int, int]]:
 
 
 def chunk_key(batch_id: str, start: int) -> str:
-    return f"{batch_id}:{start}"
+    """The SAQ job key of a chunk. It starts with the queue's hash tag: SAQ keys a job's abort flag by the job key
+    alone (``saq:abort:<key>``), and its enqueue script touches that flag with the queue's keys."""
+    return f"{keys.BATCH_QUEUE}:{batch_id}:{start}"
 
 
 class PatientQueue(RedisQueue):
@@ -58,6 +60,9 @@ class PatientQueue(RedisQueue):
     A job whose worker died is re-queued by the sweep while it has attempts left; on its last one SAQ only marks it
     aborted, and our code, which settles a chunk's items on its last attempt, never ran. And a chunk's end that
     Redis could not take is logged in one line and left to the sweep (``_unrecorded``).
+
+    What this builds on below SAQ's public API is checked by tests/unit/test_saq_internals.py, against the versions
+    pinned in pyproject.toml.
     """
 
     _pause_s = 0.0
@@ -103,6 +108,14 @@ class PatientQueue(RedisQueue):
         self._pause_s = 0.0
         return job
 
+    async def disconnect(self) -> None:
+        """SAQ's, except on a cluster client, which has a pool per node rather than one ``connection_pool``."""
+        if isinstance(self.redis, Redis):
+            await super().disconnect()
+            return
+        await self._pubsub.close()
+        await self.redis.aclose()
+
     async def _unclaim(self, job: Job) -> None:
         """Put back a job taken while stopping; if Redis fails here, the job stays active and unstarted, and the
         sweep hands it out again."""
@@ -120,7 +133,8 @@ def open_queue(redis_url: str) -> PatientQueue:
     """SAQ's queue on its own connection pool: SAQ reads bytes and blocks on BLMOVE, so no socket timeout. Like the
     service's client, it reconnects and sends again when Redis closed a pooled connection (SAQ's enqueue is keyed,
     so a second send adds nothing)."""
-    return PatientQueue(Redis.from_url(redis_url, **reconnecting()), name=keys.BATCH_QUEUE, max_concurrent_ops=32)
+    redis = connect(redis_url, decode_responses=False, socket_timeout=None, socket_connect_timeout=None)
+    return PatientQueue(redis, name=keys.BATCH_QUEUE, max_concurrent_ops=32)
 
 
 class BatchQueue:

@@ -8,8 +8,8 @@ import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from extractor.answers import Batch, BatchEvent
 from extractor.errors import DuplicateDocumentIdError, IdempotencyMismatchError, PayloadTooLargeError
 from extractor.extraction.result import ExtractOptions
 from extractor.jobs.queue import BatchQueue
@@ -17,6 +17,7 @@ from extractor.jobs.state import BatchRecord, BatchStore, new_batch_id
 from extractor.registry.service import SchemaRegistry
 from extractor.settings import JobsSettings
 from extractor.telemetry.tracing import Tracing
+from extractor.vocabulary import FINAL_ITEM_STATUSES, ItemStatus
 
 __all__ = ["BatchService", "Submission", "body_digest", "describe"]
 
@@ -24,7 +25,6 @@ _PAGE = 200
 _POLL_S = 0.2
 _CANCEL_WAIT_S = 5.0
 _CANCEL_POLL_S = 0.02
-_FINAL = frozenset({"ok", "empty", "failed", "cancelled"})
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ class BatchService:
         while index < total:
             page = await self._store.page(batch_id, index, min(index + _PAGE, total))
             for doc_id, status, result in page:
-                if status not in _FINAL:
+                if status not in FINAL_ITEM_STATUSES:
                     break
                 yield _line(doc_id, index, str(status), result) + "\n"
                 index += 1
@@ -185,21 +185,21 @@ class BatchService:
             status = await self._store.item_status(batch_id, index)
             if status is None:
                 return False
-            if status in _FINAL:
+            if status in FINAL_ITEM_STATUSES:
                 return True
             await asyncio.sleep(_POLL_S)
 
-    async def events(self, tenant: str, batch_id: str, interval_s: float = 0.5) -> AsyncIterator[dict[str, Any]]:
+    async def events(self, tenant: str, batch_id: str, interval_s: float = 0.5) -> AsyncIterator[BatchEvent]:
         """Progress snapshots whenever the counts change; the last one has ``"final": true``."""
         record = await self._store.get(batch_id, tenant)
         return self._snapshots(record, interval_s)
 
-    async def _snapshots(self, record: BatchRecord, interval_s: float) -> AsyncIterator[dict[str, Any]]:
+    async def _snapshots(self, record: BatchRecord, interval_s: float) -> AsyncIterator[BatchEvent]:
         last: dict[str, int] | None = None
         while True:
             final = record.finished_at is not None
             if record.counts != last or final:
-                yield {**describe(record), "final": final}
+                yield BatchEvent(**dict(describe(record)), final=final)
                 last = record.counts
             if final:
                 return
@@ -207,17 +207,17 @@ class BatchService:
             record = await self._store.get(record.batch_id)
 
 
-def describe(record: BatchRecord) -> dict[str, Any]:
-    """The public view of a batch (``GET /v1/batches/{id}``)."""
-    return {
-        "batch_id": record.batch_id,
-        "status": record.status,
-        "schema": record.schema_ref,
-        "total": record.total,
-        "done": record.done,
-        "counts": record.counts,
-        "created_at": record.created_at,
-        "started_at": record.started_at,
-        "finished_at": record.finished_at,
-        "documents_per_second": round(record.throughput(time.time()), 3),
-    }
+def describe(record: BatchRecord) -> Batch:
+    """The public view of a batch."""
+    return Batch(
+        batch_id=record.batch_id,
+        status=record.status,
+        schema_ref=record.schema_ref,
+        total=record.total,
+        done=record.done,
+        counts={ItemStatus(status): count for status, count in record.counts.items()},
+        created_at=record.created_at,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        documents_per_second=round(record.throughput(time.time()), 3),
+    )

@@ -7,11 +7,9 @@ item's current status first, so a document re-delivered after a worker died, or 
 
 from __future__ import annotations
 
-import enum
 import json
 import re
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,18 +19,11 @@ from redis.typing import EncodableT, FieldT
 
 from extractor import keys
 from extractor.autopipeline import AutoPipeline
-from extractor.errors import BatchNotFoundError
+from extractor.errors import BatchLostError, BatchNotFoundError
+from extractor.jobs import lineage
+from extractor.vocabulary import FINAL_ITEM_STATUSES, BatchStatus, ItemStatus
 
-__all__ = ["BatchRecord", "BatchStore", "ItemStatus", "new_batch_id"]
-
-
-class ItemStatus(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    OK = "ok"
-    EMPTY = "empty"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
+__all__ = ["BatchRecord", "BatchStore", "new_batch_id"]
 
 
 COUNTED = tuple(status.value for status in ItemStatus)
@@ -199,24 +190,23 @@ class BatchRecord:
     """The submission's trace context (``traceparent``), which each item's trace links to; empty without tracing."""
 
     @property
-    def status(self) -> str:
-        """``cancelled``, ``finished`` (every item final), ``running`` (one item started) or ``queued``."""
+    def status(self) -> BatchStatus:
         if self.cancelled:
-            return "cancelled"
+            return BatchStatus.CANCELLED
         if self.finished_at is not None:
-            return "finished"
-        return "running" if self.started_at is not None else "queued"
+            return BatchStatus.FINISHED
+        return BatchStatus.RUNNING if self.started_at is not None else BatchStatus.QUEUED
 
     @property
     def done(self) -> int:
-        return sum(self.counts[s] for s in ("ok", "empty", "failed", "cancelled"))
+        return sum(self.counts[s] for s in FINAL_ITEM_STATUSES)
 
     def throughput(self, now: float | None = None) -> float:
         """Documents processed (ok, empty or failed; not cancelled) per second since the first one started."""
         if self.started_at is None:
             return 0.0
         end = self.finished_at or (now if now is not None else time.time())
-        processed = self.done - self.counts["cancelled"]
+        processed = self.done - self.counts[ItemStatus.CANCELLED]
         return processed / max(end - self.started_at, 1e-3)
 
 
@@ -243,8 +233,9 @@ def _record(batch_id: str, raw: dict[str, str]) -> BatchRecord:
 
 
 def new_batch_id() -> str:
-    """A fresh batch id: 32 lowercase hex digits (anything else is no batch of ours)."""
-    return uuid.uuid4().hex
+    """A fresh batch id: 32 lowercase hex digits (anything else is no batch of ours) that carry their creation time
+    (``jobs.lineage``)."""
+    return lineage.new_batch_id()
 
 
 def _not_found(batch_id: str) -> BatchNotFoundError:
@@ -315,6 +306,10 @@ class BatchStore:
                 pipe.expire(key, self._ttl)
             await pipe.execute()
 
+    async def ping(self) -> None:
+        """Whether Redis answers (the worker's store gate asks before it resumes model calls)."""
+        await self._redis.ping()
+
     async def delete(self, batch_id: str) -> None:
         await self._redis.delete(*_batch_keys(batch_id))
 
@@ -343,9 +338,23 @@ class BatchStore:
         if _BATCH_ID.fullmatch(batch_id) is None:
             raise _not_found(batch_id)
         raw: dict[str, str] = dict(await self._redis.hgetall(keys.batch(batch_id)))  # type: ignore[arg-type]
-        if not raw or (tenant is not None and raw.get("tenant") != tenant):
+        if not raw:
+            raise await self._missing(batch_id)
+        if tenant is not None and raw.get("tenant") != tenant:
             raise _not_found(batch_id)
         return _record(batch_id, raw)
+
+    async def _missing(self, batch_id: str) -> BatchNotFoundError:
+        """404 for an id no batch of this store had; 410 ``batch-lost`` for one made before the store's data begins
+        (Redis restarted without persistence, or was flushed) that would not have expired yet."""
+        made = lineage.created_at(batch_id)
+        if time.time() - self._ttl < made < await lineage.store_epoch(self._redis):
+            return BatchLostError(
+                f"batch {batch_id!r} existed, but Redis lost its data (it restarted without persistence or was "
+                "flushed); submit the documents again",
+                batch_id=batch_id,
+            )
+        return _not_found(batch_id)
 
     async def claim(self, batch_id: str, start: int, stop: int) -> list[tuple[int, dict[str, str]]]:
         """Claim items ``start`` to ``stop - 1`` for a run: (index, document) of those to run, now running.

@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry.trace import Link
 from redis.exceptions import RedisError
@@ -32,21 +32,29 @@ from saq import Worker
 from saq.job import Job
 from saq.types import Context
 
-from extractor.errors import BatchNotFoundError, ExtractorError, StoreUnavailableError
-from extractor.extraction.result import ExtractOptions
+from extractor.errors import (
+    BatchNotFoundError,
+    ChunkAbandonedError,
+    ExtractorError,
+    InternalError,
+    Problem,
+    StoreUnavailableError,
+)
+from extractor.extraction.result import ExtractionResult, ExtractOptions
 from extractor.extraction.service import ModelGate
 from extractor.jobs.cancels import CancelWatch
 from extractor.jobs.metrics import IN_FLIGHT, ITEM_SECONDS, ITEMS
-from extractor.jobs.queue import CHUNK_TASK, BatchQueue
+from extractor.jobs.queue import CHUNK_TASK, BatchQueue, PatientQueue
 from extractor.jobs.retry import backoff_delay, exponential_delay, is_transient
-from extractor.jobs.state import BatchRecord, BatchStore, ItemStatus
-from extractor.services import Services
+from extractor.jobs.state import BatchRecord, BatchStore
+from extractor.jobs.store_gate import StoreGate
 from extractor.settings import JobsSettings
 from extractor.telemetry.logs import log_extraction
 from extractor.telemetry.report import ExtractionReport
 from extractor.telemetry.tracing import Tracing
+from extractor.vocabulary import ItemStatus
 
-__all__ = ["ChunkRunner", "build_worker", "error_line", "problem_of", "stop_gracefully"]
+__all__ = ["ChunkRunner", "Extractor", "build_worker", "error_line", "stop_gracefully"]
 
 log = logging.getLogger("extractor.jobs")
 
@@ -58,19 +66,28 @@ Outcome = tuple[ItemStatus, str]
 """An item's final status and its result line, encoded."""
 
 
-def problem_of(exc: ExtractorError) -> dict[str, Any]:
-    """The problem document of a failed item (no HTTP status: a result line is not a response)."""
-    return {"type": exc.code, "title": exc.title, "detail": exc.detail, **exc.extra}
+class Extractor(Protocol):
+    """What a worker runs each document through: the extraction pipeline."""
+
+    async def extract(
+        self,
+        tenant: str,
+        schema_ref: str,
+        text: str,
+        options: ExtractOptions,
+        *,
+        model_gate: ModelGate | None = None,
+        report: ExtractionReport | None = None,
+    ) -> ExtractionResult: ...
 
 
-def _problem(exc: ExtractorError | RedisError) -> dict[str, Any]:
-    if isinstance(exc, RedisError):
-        return problem_of(StoreUnavailableError(f"Redis did not answer: {exc}"))
-    return problem_of(exc)
+def _domain_error(exc: ExtractorError | RedisError) -> ExtractorError:
+    return StoreUnavailableError(f"Redis did not answer: {exc}") if isinstance(exc, RedisError) else exc
 
 
-def error_line(doc_id: str, index: int, problem: dict[str, Any]) -> dict[str, Any]:
-    return {"id": doc_id, "index": index, "status": "failed", "error": problem}
+def error_line(doc_id: str, index: int, problem: Problem) -> dict[str, Any]:
+    """A failed item's result line: its problem document."""
+    return {"id": doc_id, "index": index, "status": ItemStatus.FAILED, "error": problem.document()}
 
 
 @contextlib.asynccontextmanager
@@ -99,17 +116,18 @@ class ChunkRunner:
 
     def __init__(
         self,
-        services: Services,
+        extractor: Extractor,
         store: BatchStore,
         settings: JobsSettings,
         *,
         tracing: Tracing | None = None,
         log_documents: bool = False,
     ) -> None:
-        self._services = services
+        self._extractor = extractor
         self._store = store
         self._settings = settings
         self._permits = asyncio.Semaphore(settings.concurrency)
+        self._store_gate = StoreGate(store.ping)
         self.cancels = CancelWatch()
         self._tracing = tracing or Tracing()
         self._log_documents = log_documents
@@ -168,7 +186,7 @@ class ChunkRunner:
     async def _abandon(self, batch_id: str, start: int, stop: int, why: str) -> None:
         """Fail the chunk's unfinished items (trying a few times: Redis may be what failed it)."""
         log.error("chunk %s:%d failed on its last attempt (%s): its unfinished items fail", batch_id, start, why)
-        problem = {"type": "chunk-abandoned", "title": "Chunk abandoned", "detail": f"the queue {why}"}
+        problem = ChunkAbandonedError(f"the queue {why}").problem()
         attempt = 1
         while True:
             try:
@@ -190,7 +208,7 @@ class ChunkRunner:
         where: dict[str, str | int] = {"extractor.batch.id": record.batch_id, "extractor.batch.index": index}
         with self._tracing.span("extractor.batch.item", where, links=links, root=True):
             status, line = await self._extract(record, options, index, doc, self._permit, report)
-            written = await self._store.finish(record.batch_id, index, status, line)
+            written = await self._record(record.batch_id, index, status, line)
         if written:  # a second run of the item (a re-delivery) records, and counts, nothing
             seconds = time.perf_counter() - started
             ITEMS.labels(status.value).inc()
@@ -201,6 +219,20 @@ class ChunkRunner:
             )
         return written
 
+    async def _record(self, batch_id: str, index: int, status: ItemStatus, line: str) -> bool:
+        """Write the item's result; while Redis cannot take it, keep it, pause the model calls, and write it once
+        Redis answers again. A write that keeps failing while Redis answers fails the chunk (the queue retries it)."""
+        attempt = 1
+        while True:
+            try:
+                return await self._store.finish(batch_id, index, status, line)
+            except RedisError as exc:
+                if attempt >= self._settings.transient_attempts:
+                    raise
+                self._store_gate.close(exc)
+                await self._store_gate.wait()
+                attempt += 1
+
     @contextlib.asynccontextmanager
     async def _permit(self) -> AsyncIterator[None]:
         """The gate around each model call: one of ``jobs.concurrency`` permits.
@@ -209,6 +241,7 @@ class ChunkRunner:
         takes the permit sends its call first: a wave of answers arriving together would otherwise hold every
         next call back behind the whole wave's parsing, validation and grounding.
         """
+        await self._store_gate.wait()  # no model call whose result could not be recorded
         async with self._permits:
             IN_FLIGHT.inc()
             try:
@@ -230,7 +263,7 @@ class ChunkRunner:
         attempt = 1
         while True:
             try:
-                result = await self._services.extraction.extract(
+                result = await self._extractor.extract(
                     record.tenant, record.schema_ref, doc["text"], options, model_gate=gate, report=report
                 )
             except (ExtractorError, RedisError) as exc:
@@ -238,11 +271,11 @@ class ChunkRunner:
                     await asyncio.sleep(backoff_delay(exc, attempt, self._settings))
                     attempt += 1
                     continue
-                return ItemStatus.FAILED, json.dumps(error_line(doc["id"], index, {**_problem(exc), "tries": attempt}))
+                problem = _domain_error(exc).problem(tries=attempt)
+                return ItemStatus.FAILED, json.dumps(error_line(doc["id"], index, problem))
             except Exception:
                 log.exception("bug: batch %s item %d failed unexpectedly", record.batch_id, index)
-                problem = {"type": "internal-error", "title": "Internal error", "detail": "unexpected error; logged"}
-                return ItemStatus.FAILED, json.dumps(error_line(doc["id"], index, problem))
+                return ItemStatus.FAILED, json.dumps(error_line(doc["id"], index, InternalError().problem()))
             # The line is the result's own JSON (encoded in pydantic-core) with the document's id and index first.
             body = result.model_dump_json(by_alias=True)
             return ItemStatus(result.status), f'{{"id":{json.dumps(doc["id"])},"index":{index},{body[1:]}'
@@ -259,10 +292,13 @@ def _being_cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-async def stop_gracefully(worker: Worker[Context], queue: BatchQueue, grace_s: float) -> None:
+async def stop_gracefully(worker: Worker[Context], grace_s: float) -> None:
     """Stop ``worker`` for a SIGTERM: claim no more chunks, let the chunks it holds finish within ``grace_s``, hand
     the others back to the queue (their running items stay running, for the next worker to claim), then stop."""
-    queue.saq.stop_claiming()
+    queue = worker.queue
+    if not isinstance(queue, PatientQueue):
+        raise TypeError("a worker built by build_worker runs on a PatientQueue")
+    queue.stop_claiming()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + grace_s
     while (running := _chunk_tasks(worker)) and (left := deadline - loop.time()) > 0:
@@ -279,7 +315,7 @@ async def stop_gracefully(worker: Worker[Context], queue: BatchQueue, grace_s: f
     for job, task in late.items():
         if task.cancelled():  # SAQ re-queues only the chunks it cancels itself: this one is ours to hand back
             job.attempts -= 1  # and a stop is no failed attempt: rolling restarts must not use up its redeliveries
-            await queue.saq.retry(job, _HAND_BACK)
+            await queue.retry(job, _HAND_BACK)
     await worker.stop()
 
 
@@ -288,14 +324,21 @@ def _chunk_tasks(worker: Worker[Context]) -> set[asyncio.Task[Any]]:
 
 
 def build_worker(
-    services: Services, queue: BatchQueue, *, handle_signals: bool = True, worker_id: str | None = None
+    extractor: Extractor,
+    store: BatchStore,
+    queue: BatchQueue,
+    settings: JobsSettings,
+    *,
+    tracing: Tracing | None = None,
+    log_documents: bool = False,
+    worker_id: str | None = None,
 ) -> Worker[Context]:
     """A SAQ worker over our chunk task. It holds twice as many items as permits, so that while some items are in
-    Redis or the pipeline, others wait on a permit and no permit idles (and none waits on a dequeue)."""
-    settings = services.settings.jobs
-    store = BatchStore(services.redis, settings.ttl_s)
-    log_documents = services.settings.log_documents
-    runner = ChunkRunner(services, store, settings, tracing=services.tracing, log_documents=log_documents)
+    Redis or the pipeline, others wait on a permit and no permit idles (and none waits on a dequeue).
+
+    It handles no signals: inside ``serve`` uvicorn owns SIGINT and SIGTERM, and ``extractor worker`` stops it
+    gracefully itself (``lifecycle.run_until_signalled``)."""
+    runner = ChunkRunner(extractor, store, settings, tracing=tracing, log_documents=log_documents)
     queue.saq.on_lost = runner.settle_lost
     listening: list[asyncio.Task[None]] = []
 
@@ -320,6 +363,5 @@ def build_worker(
         dequeue_timeout=1.0,
         shutdown_grace_period_s=0,
     )
-    if not handle_signals:
-        worker.SIGNALS = []  # inside `serve`, uvicorn owns SIGINT and SIGTERM
+    worker.SIGNALS = []
     return worker

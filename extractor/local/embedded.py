@@ -11,6 +11,7 @@ from extractor.local.model import LocalModelServer, local_model_available
 from extractor.local.redis import BundledRedis
 from extractor.local.supervisor import Supervisor
 from extractor.settings import Settings
+from extractor.vocabulary import GroundingMode
 
 __all__ = ["MODEL", "REDIS", "start_embedded"]
 
@@ -40,7 +41,9 @@ def start_embedded(settings: Settings, stack: ExitStack) -> tuple[Settings, Supe
     if settings.model_base_url is None:
         if not local_model_available():
             raise click.ClickException(_NO_MODEL)
-        server = LocalModelServer(log_dir=settings.data_dir)
+        # Log-probabilities need every position's logits kept, and llama-cpp-python ranks the whole vocabulary in
+        # Python for each token it returns: only when asked for (EXTRACTOR_EXTRACTION__LOGPROBS=true).
+        server = LocalModelServer(log_dir=settings.data_dir, logprobs=settings.extraction.logprobs)
         url = server.start()
         supervisor.watch(MODEL, "bundled model server", server)
         log.warning(
@@ -48,11 +51,20 @@ def start_embedded(settings: Settings, stack: ExitStack) -> tuple[Settings, Supe
             "set EXTRACTOR_MODEL_BASE_URL (and EXTRACTOR_MODEL_API_KEY, EXTRACTOR_MODEL_NAME) to use a real model",
             url,
         )
-        settings = settings.model_copy(update={"model_base_url": url, "model_name": server.model_name})
+        # The server's own window is a hard limit (it does not report it): a larger setting would overflow it.
+        window = min(settings.model_context_tokens or server.n_ctx, server.n_ctx)
+        settings = settings.model_copy(
+            update={"model_base_url": url, "model_name": server.model_name, "model_context_tokens": window}
+        )
+        defaults: dict[str, object] = {}
         if "grounding" not in settings.extraction.model_fields_set:
             # A 135M model invents values for documents that hold none: only what the text supports is kept.
-            extraction = settings.extraction.model_copy(update={"grounding": "strict"})
-            settings = settings.model_copy(update={"extraction": extraction})
+            defaults["grounding"] = GroundingMode.STRICT
+        if "part_concurrency" not in settings.extraction.model_fields_set:
+            # The server answers one request at a time: more parts in flight only wait, into the model timeout.
+            defaults["part_concurrency"] = 1
+        extraction = settings.extraction.model_copy(update=defaults)
+        settings = settings.model_copy(update={"extraction": extraction})
     if settings.redis_url is None:
         redis = BundledRedis(settings.data_dir)
         url = redis.start()

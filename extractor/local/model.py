@@ -89,6 +89,7 @@ class LocalModelServer(ChildService):
         seed: int = 0,
         log_dir: Path | None = None,
         model_name: str = MODEL_ALIAS,
+        logprobs: bool = False,
     ) -> None:
         self.model_path = model_path
         self.port = port
@@ -97,6 +98,7 @@ class LocalModelServer(ChildService):
         self.seed = seed
         self.model_name = model_name
         self.log_dir = log_dir
+        self.logprobs = logprobs
         self.log_path: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._base_url: str | None = None
@@ -201,7 +203,9 @@ class LocalModelServer(ChildService):
             "--n_threads_batch": str(self.n_threads),
             "--n_batch": "512",
             "--seed": str(self.seed),
-            "--logits_all": "false",  # true keeps n_ctx x vocab floats (800 MB at 4096) for logprobs we never ask
+            # Token log-probabilities (each value's confidence) need the logits of every position: n_ctx x vocab
+            # floats reserved (800 MB at 4096, resident only as used) and the output layer run on the prompt too.
+            "--logits_all": "true" if self.logprobs else "false",
             "--interrupt_requests": "false",  # a new request must queue, not cut off a streaming one
             "--verbose": "true",  # load errors and per-request timings land in the log file
         }

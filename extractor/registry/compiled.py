@@ -6,20 +6,30 @@ validator and the wire form allow null for each property (the registered schema 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from jsonschema.protocols import Validator
 
+from extractor.extraction.merge import MERGE_KEYWORD
+from extractor.extraction.presence import PRESENCE_KEYWORD
+from extractor.patterns import budget
+from extractor.pointer import SchemaDocument, format_pointer, map_subschemas
 from extractor.registry.schema import SchemaVersion
 from extractor.registry.validator import validator_for
+from extractor.vocabulary import EnforcementLevel
 
-__all__ = ["CompiledSchema", "compile_schema", "field_lines", "nullable", "strict_wire_schema"]
+__all__ = [
+    "MAX_STRING_CHARS",
+    "CompiledSchema",
+    "compile_schema",
+    "field_lines",
+    "nullable",
+    "strict_wire_schema",
+    "with_length_limits",
+]
 
-_SUBSCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties", "dependentSchemas")
-_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
-_SUBSCHEMA_ONE = ("items", "additionalProperties", "not", "if", "then", "else", "contains")
 # Keywords OpenAI's strict json_schema mode does not accept; a schema using any falls back to strict=false.
 _NOT_STRICT = frozenset(
     {"patternProperties", "dependentSchemas", "if", "then", "else", "not", "unevaluatedProperties", "contains"}
@@ -27,6 +37,8 @@ _NOT_STRICT = frozenset(
 
 
 _FIELD_DEPTH = 4
+VALIDATION_BUDGET_S = 0.05
+"""Longest the pattern matches of one validation of a model answer may take together."""
 
 
 @dataclass(frozen=True)
@@ -36,15 +48,29 @@ class CompiledSchema:
     wire_schema: dict[str, Any]
     strict: bool
     fields: str
+    document: SchemaDocument  # the registered schema, its references looked up once for every extraction
+    grammar_schema: dict[str, Any] | None = None
+    """The wire form with a length limit on every string (``with_length_limits``), for grammar-enforcing endpoints."""
+
+    def wire_for(self, level: EnforcementLevel) -> dict[str, Any]:
+        """The schema to send at ``level``: grammar endpoints (llama.cpp's ``json_object`` with a schema) get the
+        length-limited form, so a model repeating itself inside one string is stopped early; OpenAI's strict mode
+        accepts fewer keywords and gets the plain one."""
+        if level == EnforcementLevel.JSON_OBJECT_SCHEMA and self.grammar_schema is not None:
+            return self.grammar_schema
+        return self.wire_schema
 
     def invalid_fields(self, instance: Any) -> set[str]:
         """The top-level properties that hold a validation error."""
-        return {str(e.absolute_path[0]) for e in self.validator.iter_errors(instance) if e.absolute_path}
+        with budget(VALIDATION_BUDGET_S):
+            return {str(e.absolute_path[0]) for e in self.validator.iter_errors(instance) if e.absolute_path}
 
     def errors(self, instance: Any) -> list[str]:
-        """Validation errors as ``/pointer: message`` lines, empty when valid."""
-        found = sorted(self.validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
-        return [f"/{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in found]
+        """Validation errors as ``/pointer: message`` lines (``/`` for the root), empty when valid. The schema's
+        pattern matches together take at most ``VALIDATION_BUDGET_S`` (this runs on the event loop)."""
+        with budget(VALIDATION_BUDGET_S):
+            found = sorted(self.validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
+        return [f"{format_pointer(e.absolute_path) or '/'}: {e.message}" for e in found]
 
 
 def compile_schema(version: SchemaVersion) -> CompiledSchema:
@@ -56,22 +82,9 @@ def compile_schema(version: SchemaVersion) -> CompiledSchema:
         wire_schema=wire,
         strict=strict,
         fields="\n".join(field_lines(version.json_schema)),
+        document=SchemaDocument(version.json_schema),
+        grammar_schema=with_length_limits(wire),
     )
-
-
-def _map_subschemas(node: dict[str, Any], fn: Callable[[Any], Any]) -> dict[str, Any]:
-    """A copy of ``node`` with ``fn`` applied to every direct subschema (never mutates ``node``)."""
-    out = dict(node)
-    for key in _SUBSCHEMA_MAPS:
-        if isinstance(node.get(key), dict):
-            out[key] = {name: fn(sub) for name, sub in node[key].items()}
-    for key in _SUBSCHEMA_LISTS:
-        if isinstance(node.get(key), list):
-            out[key] = [fn(sub) for sub in node[key]]
-    for key in _SUBSCHEMA_ONE:
-        if isinstance(node.get(key), dict):
-            out[key] = fn(node[key])
-    return out
 
 
 def _allows_null(schema: Any) -> bool:
@@ -87,7 +100,7 @@ def nullable(schema: Any) -> Any:
     """Every property may be null; the root and array items keep their own rules."""
     if not isinstance(schema, dict):
         return schema
-    out = _map_subschemas(schema, nullable)
+    out = map_subschemas(schema, nullable)
     if isinstance(out.get("properties"), dict):
         out["properties"] = {
             name: sub if _allows_null(sub) else {"anyOf": [sub, {"type": "null"}]}
@@ -108,7 +121,9 @@ def strict_wire_schema(schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         nonlocal strict
         if not isinstance(node, dict):
             return node
-        out = _map_subschemas(node, close)
+        out = map_subschemas(node, close)
+        out.pop(MERGE_KEYWORD, None)  # ours, for merging parts; strict endpoints refuse keywords they do not know
+        out.pop(PRESENCE_KEYWORD, None)  # ours too: which fields make an answer non-empty
         if _NOT_STRICT & out.keys():
             strict = False
         if isinstance(out.get("properties"), dict):
@@ -121,37 +136,64 @@ def strict_wire_schema(schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     return close(schema), strict
 
 
-def field_lines(schema: dict[str, Any], indent: str = "") -> Iterator[str]:
+MAX_STRING_CHARS = 500
+"""The longest string value a grammar lets the model write where the schema sets no ``maxLength`` of its own."""
+
+
+def with_length_limits(schema: dict[str, Any], limit: int = MAX_STRING_CHARS) -> dict[str, Any]:
+    """A copy of ``schema`` where each string type with no limit of its own (``maxLength``, ``enum``, ``const``,
+    ``format``, ``pattern``) gets ``maxLength``."""
+
+    def limit_strings(node: Any) -> Any:
+        if not isinstance(node, dict):
+            return node
+        out = map_subschemas(node, limit_strings)
+        kinds = out.get("type")
+        is_string = kinds == "string" or (isinstance(kinds, list) and "string" in kinds)
+        if is_string and not ({"maxLength", "enum", "const", "format", "pattern"} & out.keys()):
+            out["maxLength"] = limit
+        return out
+
+    result: dict[str, Any] = limit_strings(schema)
+    return result
+
+
+def field_lines(schema: dict[str, Any]) -> Iterator[str]:
     """A compact field list for the prompt: ``- total (number): grand total paid``; nested objects indented.
 
     Nesting is listed to ``_FIELD_DEPTH`` levels: deeper (or recursive, through ``$ref``) fields are left to the
     enforced schema, so a self-referencing schema gives a finite list.
     """
-    defs = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+    return _field_lines(schema, SchemaDocument(schema), "")
+
+
+def _field_lines(schema: dict[str, Any], document: SchemaDocument, indent: str) -> Iterator[str]:
     for name, sub in schema.get("properties", {}).items():
-        sub = _resolve(sub, defs)
-        kind, inner = _describe(sub, defs)
+        sub = _resolve(sub, document)
+        kind, inner = _describe(sub, document)
         note = sub.get("description") or sub.get("title")
         yield f"{indent}- {name} ({kind})" + (f": {note}" if note else "")
         if inner is not None and len(indent) < 2 * _FIELD_DEPTH:
-            yield from field_lines({**inner, "$defs": defs}, indent + "  ")
+            yield from _field_lines(inner, document, indent + "  ")
 
 
-def _resolve(sub: Any, defs: dict[str, Any]) -> dict[str, Any]:
+def _resolve(sub: Any, document: SchemaDocument, followed: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """``sub`` seen through its ``$ref`` chain (the keywords beside each ``$ref`` win) and through a lone non-null
+    ``anyOf``/``oneOf`` branch; ``followed`` ends a chain that comes back on itself."""
     if not isinstance(sub, dict):
         return {}
-    ref = sub.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/"):
-        target = defs.get(ref.rsplit("/", 1)[-1], {})
-        return {**target, **{k: v for k, v in sub.items() if k != "$ref"}}
+    target = document.follow(sub)
+    if target is not None and target[0] not in followed:
+        own = {k: v for k, v in sub.items() if k != "$ref"}
+        return {**_resolve(target[1], document, followed | {target[0]}), **own}
     for key in ("anyOf", "oneOf"):
         branches = [b for b in sub.get(key, []) if isinstance(b, dict) and b.get("type") != "null"]
         if len(branches) == 1:
-            return {**_resolve(branches[0], defs), **{k: v for k, v in sub.items() if k != key}}
+            return {**_resolve(branches[0], document, followed), **{k: v for k, v in sub.items() if k != key}}
     return sub
 
 
-def _describe(sub: dict[str, Any], defs: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+def _describe(sub: dict[str, Any], document: SchemaDocument) -> tuple[str, dict[str, Any] | None]:
     """A short type label and, for objects or lists of objects, the schema to list beneath."""
     kind = sub.get("type", "any")
     if isinstance(kind, list):
@@ -159,8 +201,8 @@ def _describe(sub: dict[str, Any], defs: dict[str, Any]) -> tuple[str, dict[str,
     if "enum" in sub:
         return "one of " + ", ".join(map(str, sub["enum"])), None
     if kind == "array":
-        items = _resolve(sub.get("items", {}), defs)
-        item_kind, inner = _describe(items, defs)
+        items = _resolve(sub.get("items", {}), document)
+        item_kind, inner = _describe(items, document)
         return f"list of {item_kind}", inner
     if kind == "object" and "properties" in sub:
         return "object", sub

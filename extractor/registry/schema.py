@@ -9,7 +9,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["NAME_PATTERN", "SchemaDefinition", "SchemaVersion", "canonical_hash", "parse_ref"]
+from extractor.errors import InvalidInputError
+
+__all__ = [
+    "NAME_PATTERN",
+    "SchemaDefinition",
+    "SchemaSummary",
+    "SchemaVersion",
+    "canonical_hash",
+    "check_name",
+    "parse_ref",
+]
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _REF = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})(?:@(?P<version>[1-9][0-9]{0,8}))?$")
@@ -44,6 +54,13 @@ class SchemaVersion(BaseModel):
         return f"{self.name}@{self.version}"
 
 
+class SchemaSummary(SchemaVersion):
+    """A schema's latest version plus whether it is retired and whose namespace holds it."""
+
+    retired: bool = False
+    bundled: bool = False
+
+
 def canonical_hash(definition: SchemaDefinition) -> str:
     """sha256 of the definition's canonical JSON (sorted keys, no spaces): equal content, equal hash."""
     canonical = json.dumps(definition.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
@@ -57,3 +74,12 @@ def parse_ref(ref: str) -> tuple[str, int | None] | None:
         return None
     version = match.group("version")
     return match.group("name"), int(version) if version else None
+
+
+def check_name(name: str) -> None:
+    """Refuse a schema name outside ``NAME_PATTERN`` on every route (a ``:`` would reach into another key's space)."""
+    if parse_ref(name) != (name, None):
+        raise InvalidInputError(
+            f"schema name {name[:80]!r} must be 1-64 letters, digits, `_`, `.` or `-`, starting with a letter or digit",
+            name=name[:80],
+        )

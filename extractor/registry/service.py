@@ -13,13 +13,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from redis.asyncio import Redis
-from redis.exceptions import WatchError
+from redis.exceptions import RedisError, WatchError
 
 from extractor import keys
-from extractor.errors import ConflictError, InvalidInputError, SchemaNotFoundError
-from extractor.registry.checks import check_definition
+from extractor.errors import ConflictError, SchemaNotFoundError
+from extractor.offload import off_loop
+from extractor.registry.checks import check_content, check_limits
 from extractor.registry.compiled import CompiledSchema, compile_schema
-from extractor.registry.schema import SchemaDefinition, SchemaVersion, canonical_hash, parse_ref
+from extractor.registry.schema import (
+    SchemaDefinition,
+    SchemaSummary,
+    SchemaVersion,
+    canonical_hash,
+    check_name,
+    parse_ref,
+)
 from extractor.settings import RegistrySettings
 from extractor.singleflight import SingleFlight
 
@@ -34,13 +42,6 @@ _POINTER_CACHE_SIZE = 10_000
 def read_definitions(folder: Path) -> dict[str, SchemaDefinition]:
     """Every ``*.json`` in ``folder`` as a SchemaDefinition, named by its file stem."""
     return {path.stem: SchemaDefinition.model_validate_json(path.read_text()) for path in folder.glob("*.json")}
-
-
-class SchemaSummary(SchemaVersion):
-    """A schema's latest version plus whether it is retired and whose namespace holds it."""
-
-    retired: bool = False
-    bundled: bool = False
 
 
 class SchemaRegistry:
@@ -58,9 +59,9 @@ class SchemaRegistry:
 
     async def register(self, tenant: str, name: str, definition: SchemaDefinition) -> tuple[SchemaVersion, bool]:
         """Store ``definition`` as the next version of ``name``; ``(latest, False)`` when it equals the latest."""
-        if parse_ref(name) != (name, None):
-            raise InvalidInputError(f"schema name {name!r} must match [A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}")
-        check_definition(definition, self._limits)
+        check_name(name)
+        check_limits(definition, self._limits)  # cheap, on the loop: bounds what the thread below is given
+        await off_loop(check_content, definition)
         if tenant != keys.SHARED_TENANT and (
             name in self._bundled or await self._redis.exists(keys.schema_meta(keys.SHARED_TENANT, name))
         ):
@@ -90,7 +91,7 @@ class SchemaRegistry:
                         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
                         **definition.model_dump(),
                     )
-                    compiled = compile_schema(version)  # what extraction needs must work now, not at first use
+                    compiled = await off_loop(compile_schema, version)  # extraction's needs must work now
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.set(keys.schema_version(tenant, name, version.version), version.model_dump_json())
                     pipe.hset(meta_key, mapping={"latest": version.version, "retired": 0})
@@ -114,11 +115,13 @@ class SchemaRegistry:
         return await self._compiled_version(owner, name, version or latest)
 
     async def latest(self, tenant: str, name: str) -> SchemaSummary:
+        check_name(name)
         owner, latest, retired = await self._locate(tenant, name)
         version = await self._load(owner, name, latest)
         return SchemaSummary(**version.model_dump(), retired=retired, bundled=owner == keys.SHARED_TENANT)
 
     async def version(self, tenant: str, name: str, number: int) -> SchemaVersion:
+        check_name(name)
         owner, latest, _ = await self._locate(tenant, name)
         if not 1 <= number <= latest:
             raise SchemaNotFoundError(f"schema {name!r} has no version {number} (latest is {latest})")
@@ -132,6 +135,7 @@ class SchemaRegistry:
 
     async def retire(self, tenant: str, name: str) -> SchemaSummary:
         """Hide ``name`` from extraction by name; its versions stay readable. Bundled schemas cannot be retired."""
+        check_name(name)
         owner, _, _ = await self._locate(tenant, name)
         if owner != tenant:
             raise SchemaNotFoundError(
@@ -158,9 +162,17 @@ class SchemaRegistry:
         if memo is not None and memo[0] > now:
             return memo[1]
         generation = self._generations.get(name, 0)
-        return await self._locating.run(
-            (tenant, name, generation), lambda: self._locate_and_remember(tenant, name, generation)
-        )
+        try:
+            return await self._locating.run(
+                (tenant, name, generation), lambda: self._locate_and_remember(tenant, name, generation)
+            )
+        except RedisError as exc:
+            if memo is None:
+                raise
+            # Versions never change: what `name` last meant is served while Redis is away (a new version registered
+            # meanwhile elsewhere shows once it is back).
+            log.warning("Redis did not answer (%s): schema %r served as last seen (version %d)", exc, name, memo[1][1])
+            return memo[1]
 
     async def _locate_and_remember(self, tenant: str, name: str, generation: int) -> tuple[str, int, bool]:
         located = await self._locate(tenant, name)
@@ -213,7 +225,7 @@ class SchemaRegistry:
         return compiled
 
     async def _compile(self, owner: str, name: str, number: int) -> CompiledSchema:
-        compiled = compile_schema(await self._load(owner, name, number))
+        compiled = await off_loop(compile_schema, await self._load(owner, name, number))
         self._keep_compiled(owner, name, number, compiled)
         return compiled
 

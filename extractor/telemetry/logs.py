@@ -194,6 +194,8 @@ def log_extraction(
         "cost": None if report.cost is None else round(report.cost, 8),
         "duration_ms": round(duration_s * 1000, 3),
     }
+    if report.parts > 1:  # a long document, extracted in parts
+        fields["parts"] = report.parts
     if text is not None:
         fields["text"] = text
     if _log.isEnabledFor(logging.INFO):  # made by hand: the caller's file and line say nothing here, and cost

@@ -54,8 +54,8 @@ CACHE_LOOKUPS = Counter(
 )
 EXTRACTIONS = Counter(
     "extractor_extractions",
-    "Extractions by status (ok, empty, failed) and reason: why empty (no_values, not_grounded) or the error type "
-    "of a failure; none for ok. A batch item's retried tries count each.",
+    "Extractions by status (ok, empty, failed) and reason: why empty (no_values, not_grounded, no_presence) or the "
+    "error type of a failure; none for ok. A batch item's retried tries count each.",
     ["tenant", "schema", "status", "reason"],
 )
 REPAIRS = Counter(

@@ -32,10 +32,12 @@ class ExtractionReport:
     status: str = ""
     """``ok``, ``empty`` or ``failed``; empty while running (or when cancelled)."""
     reason: str | None = None
-    """Why empty (``no_values``, ``not_grounded``) or why failed (the error type)."""
+    """Why empty (``no_values``, ``not_grounded``, ``no_presence``) or why failed (the error type)."""
     cached: bool = False
     enforcement: str | None = None
     attempts: int = 0
+    parts: int = 1
+    """Parts the document was extracted in (more than one for a document too long for one model call)."""
     input_tokens: int = 0
     output_tokens: int = 0
     cost: float | None = None

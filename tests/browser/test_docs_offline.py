@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, Response, expect
 
-from tests.browser.conftest import OfflineContext, screenshot
+from tests.support.browser import OfflineContext, screenshot
 
 
 @pytest.fixture

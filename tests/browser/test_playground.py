@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from playwright.sync_api import FilePayload, Page, Route, expect
 
-from tests.browser.conftest import API_KEY, MODEL_ANSWER, OfflineContext, screenshot
+from tests.support.browser import API_KEY, MODEL_ANSWER, OfflineContext, screenshot
 
 TEXT = "ACME Market\nMarch 5, 2024\nBread 2.50\nMilk 1.20\nTOTAL 3.70 EUR"
 SHOP_SCHEMA = {

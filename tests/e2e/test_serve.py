@@ -10,7 +10,8 @@ import httpx
 import psutil
 import pytest
 
-from tests.serving import serve, wait_for
+from tests.support.processes import wait_for
+from tests.support.serving import serve
 
 pytestmark = pytest.mark.e2e
 

@@ -16,15 +16,11 @@ from redis.asyncio import Redis
 
 from extractor import keys
 from extractor.settings import Settings
-from tests.integration.conftest import FakeModel, app_client, make_settings
+from tests.support.app import app_client, make_settings
+from tests.support.batches import GOOD, documents, metric, result_lines, submit, wait_finished
+from tests.support.fake_model import FakeModel
 
-# SAQ 0.26 writes worker info with redis-py's deprecated SETEX; not ours to fix, so not an error here.
-GOOD = {"merchant": "ACME Market", "date": "2024-03-05", "total": 3.7, "currency": "EUR", "items": []}
 JOBS = {"concurrency": 8, "chunk_size": 4, "retry_base_s": 0.01, "heartbeat_s": 2, "sweep_s": 1}
-
-
-def documents(count: int, prefix: str = "doc") -> list[dict[str, str]]:
-    return [{"id": f"{prefix}-{n}", "text": f"ACME Market receipt number {n}, TOTAL 3.70 EUR"} for n in range(count)]
 
 
 class SlowModel:
@@ -46,28 +42,6 @@ class SlowModel:
 async def open_client(settings: Settings, handler: Any) -> AsyncIterator[AsyncTestClient[Any]]:
     async with app_client(settings, handler) as client:
         yield client
-
-
-async def submit(client: AsyncTestClient[Any], docs: list[dict[str, str]], **extra: Any) -> Any:
-    body = {"schema": "receipt", "documents": docs, "options": extra.pop("options", {})}
-    return await client.post("/v1/batches", json=body, **extra)
-
-
-async def wait_finished(client: AsyncTestClient[Any], batch_id: str, within_s: float = 20.0) -> dict[str, Any]:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        body: dict[str, Any] = (await client.get(f"/v1/batches/{batch_id}")).json()
-        if body["finished_at"] is not None:
-            return body
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"batch {batch_id} did not finish in {within_s}s: {body}")
-
-
-async def result_lines(client: AsyncTestClient[Any], batch_id: str, **params: Any) -> list[dict[str, Any]]:
-    response = await client.get(f"/v1/batches/{batch_id}/results", params=params)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("application/x-ndjson")
-    return [json.loads(line) for line in response.text.splitlines()]
 
 
 @pytest.fixture
@@ -113,12 +87,6 @@ async def test_items_reuse_the_extraction_cache(client: AsyncTestClient[Any], fa
     assert fake_model.chat_calls == 12
 
 
-def _sample(metrics: str, name: str) -> float:
-    """The value of one sample line of a Prometheus text page (0 when absent)."""
-    line = next((line for line in metrics.splitlines() if line.startswith(f"{name} ")), None)
-    return float(line.split()[-1]) if line else 0.0
-
-
 async def test_the_in_process_worker_s_metrics_are_on_metrics(
     client: AsyncTestClient[Any], fake_model: FakeModel
 ) -> None:
@@ -131,14 +99,14 @@ async def test_the_in_process_worker_s_metrics_are_on_metrics(
     bad = (await submit(client, documents(2, prefix="bad"), options={"max_attempts": 1})).json()["batch_id"]
     await wait_finished(client, bad)
     after = (await client.get("/metrics")).text
-    assert _sample(after, ok) - _sample(before, ok) == 6
-    assert _sample(after, failed) - _sample(before, failed) == 2
+    assert metric(after, ok) - metric(before, ok) == 6
+    assert metric(after, failed) - metric(before, failed) == 2
     assert (
-        _sample(after, "extractor_batch_item_duration_seconds_count")
-        - _sample(before, "extractor_batch_item_duration_seconds_count")
+        metric(after, "extractor_batch_item_duration_seconds_count")
+        - metric(before, "extractor_batch_item_duration_seconds_count")
         == 8
     )
-    assert _sample(after, "extractor_batch_model_calls_in_flight") == 0, "every permit given back"
+    assert metric(after, "extractor_batch_model_calls_in_flight") == 0, "every permit given back"
 
 
 async def test_failed_items_carry_their_error_and_transient_errors_are_retried(

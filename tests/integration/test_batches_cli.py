@@ -3,41 +3,23 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from click.testing import CliRunner
 
 from extractor.app import create_app
-from extractor.jobs.commands import batch
-from extractor.local.process import free_port
-from tests.integration.conftest import make_settings
-from tests.integration.test_batches_worker_kill import fake_server  # noqa: F401 (fixture)
+from extractor.cli.batch import batch
+from tests.support.app import make_settings, serve_app
 
 JOBS = {"concurrency": 8, "chunk_size": 2, "heartbeat_s": 2, "sweep_s": 1}
 
 
 @pytest.fixture
-def service(redis: object, fake_server: str) -> Iterator[str]:  # noqa: F811
-    port = free_port()
-    app = create_app(make_settings(model_base_url=fake_server, jobs=JOBS))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the service did not start"
-    try:
+def service(redis: object, fake_server: str) -> Iterator[str]:
+    with serve_app(create_app(make_settings(model_base_url=fake_server, jobs=JOBS))) as url:
         yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
 
 
 def test_batch_command_writes_one_line_per_document_in_order_and_resumes(service: str, tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -21,13 +20,14 @@ from extractor import keys
 from extractor.errors import InvalidInputError
 from extractor.jobs.queue import BatchQueue, open_queue
 from extractor.jobs.service import BatchService
-from extractor.jobs.state import BatchStore, ItemStatus, new_batch_id
+from extractor.jobs.state import BatchStore, new_batch_id
 from extractor.jobs.worker import ChunkRunner
 from extractor.registry.service import SchemaRegistry
-from extractor.services import Services
 from extractor.settings import JobsSettings
-from tests.integration.conftest import FakeModel
-from tests.integration.test_batches import GOOD, documents, submit
+from extractor.vocabulary import ItemStatus
+from tests.support.batches import GOOD, documents, submit
+from tests.support.fake_model import FakeModel
+from tests.support.redis_db import INTEGRATION_URL
 
 SETTINGS = JobsSettings(concurrency=4, chunk_size=4, retry_base_s=0.01, transient_attempts=3)
 
@@ -58,7 +58,7 @@ class Extraction:
         self.slow_started = asyncio.Event()
 
     async def extract(
-        self, tenant: str, schema_ref: str, text: str, options: Any, *, model_gate: Any, report: Any = None
+        self, tenant: str, schema_ref: str, text: str, options: Any, *, model_gate: Any = None, report: Any = None
     ) -> Any:
         async with model_gate():  # as the pipeline enters it around its model call
             return await self._call(text)
@@ -88,7 +88,7 @@ async def new_batch(store: BatchStore, count: int) -> str:
 
 
 def runner(store: BatchStore, extraction: Extraction) -> ChunkRunner:
-    return ChunkRunner(cast("Services", SimpleNamespace(extraction=extraction)), store, SETTINGS)
+    return ChunkRunner(extraction, store, SETTINGS)
 
 
 def job(*, attempts: int, retries: int) -> Context:
@@ -248,13 +248,11 @@ async def test_a_chunk_whose_worker_died_on_its_last_attempt_is_settled_by_the_s
     hook fails the chunk's unfinished items, so the batch still finishes."""
     from saq.job import Status
 
-    from tests.integration.conftest import REDIS_URL
-
     store = BatchStore(redis, 3600)
     batch_id = await new_batch(store, 4)
     await store.claim(batch_id, 0, 2)  # the dead worker held these running, and finished the first
     await store.finish(batch_id, 0, ItemStatus.OK, json.dumps({"id": "d0", "index": 0, "status": "ok"}))
-    saq = open_queue(REDIS_URL)
+    saq = open_queue(INTEGRATION_URL)
     settings = SETTINGS.model_copy(update={"heartbeat_s": 1, "redeliveries": 2})
     queue = BatchQueue(saq, settings)
     saq.on_lost = runner(store, Extraction(slow="none", errors=[InvalidInputError("unused")])).settle_lost
@@ -290,7 +288,7 @@ async def test_a_cancel_stops_a_running_chunk(redis: Redis, subscribed: bool) ->
     extraction = Extraction(slow="text 1", errors=[InvalidInputError("bad")])
     heartbeat_s = 10 if subscribed else 1  # a heartbeat every 3.3 s, or every 0.5 s
     chunk = ChunkRunner(
-        cast("Services", SimpleNamespace(extraction=extraction)),
+        extraction,
         store,
         SETTINGS.model_copy(update={"heartbeat_s": heartbeat_s}),
     )

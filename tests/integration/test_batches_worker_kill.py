@@ -5,53 +5,22 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx2
-import pytest
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
 from extractor import keys
 from extractor.app import create_app
-from tests.integration.conftest import REDIS_URL, make_settings
-from tests.integration.test_batches import result_lines, submit, wait_finished
+from extractor.local.process import free_port
+from tests.support.app import make_settings
+from tests.support.batches import result_lines, submit, wait_finished
+from tests.support.redis_db import INTEGRATION_URL as REDIS_URL
 
 JOBS = {"concurrency": 8, "chunk_size": 4, "heartbeat_s": 2, "sweep_s": 1, "run_in_serve": False}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def fake_server() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.fake_openai", "--port", str(port), "--latency-ms", "100"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            httpx2.get(f"{url}/models", timeout=0.5)
-            break
-        except httpx2.TransportError:
-            time.sleep(0.1)
-    try:
-        yield url
-    finally:
-        process.kill()
-        process.wait()
 
 
 def start_worker(model_url: str, metrics_port: int | None = None) -> subprocess.Popen[bytes]:
@@ -64,7 +33,7 @@ def start_worker(model_url: str, metrics_port: int | None = None) -> subprocess.
     }
     if metrics_port is not None:
         env["EXTRACTOR_JOBS__METRICS_PORT"] = str(metrics_port)
-    code = "from extractor.jobs.commands import worker; worker()"
+    code = "from extractor.cli.serve import worker; worker()"
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -6,57 +6,32 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 
 from extractor.local.process import free_port
-
-REDIS_URL = "redis://127.0.0.1:6379/12"
-
-
-def _wait(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    pytest.fail(f"{url} not ready: {log.read_text()}")
+from tests.support.processes import fake_openai, started
+from tests.support.redis_db import SUBPROCESS_URL as REDIS_URL
 
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[str]:
     redis.Redis.from_url(REDIS_URL).flushdb()
-    model_port, port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EXTRACTOR_")} | {
-        "EXTRACTOR_REDIS_URL": REDIS_URL,
-        "EXTRACTOR_MODEL_BASE_URL": f"http://127.0.0.1:{model_port}/v1",
-        "EXTRACTOR_PORT": str(port),
-        "EXTRACTOR_JOBS__RUN_IN_SERVE": "false",
-    }
+    port = free_port()
     log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        fake = subprocess.Popen(
-            [sys.executable, "-m", "bench.fake_openai", "--port", str(model_port), "--latency-ms", "0"],
-            stdout=out,
-            stderr=out,
-        )
-        serve = subprocess.Popen([sys.executable, "-m", "extractor", "serve"], env=env, stdout=out, stderr=out)
-        try:
-            _wait(f"http://127.0.0.1:{model_port}/v1/models", fake, log)
-            _wait(f"http://127.0.0.1:{port}/readyz", serve, log)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            for proc in (serve, fake):
-                proc.terminate()
-                proc.wait(timeout=30)
+    with fake_openai(0, log_path=log) as model_url:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EXTRACTOR_")} | {
+            "EXTRACTOR_REDIS_URL": REDIS_URL,
+            "EXTRACTOR_MODEL_BASE_URL": model_url,
+            "EXTRACTOR_PORT": str(port),
+            "EXTRACTOR_JOBS__RUN_IN_SERVE": "false",
+        }
+        url = f"http://127.0.0.1:{port}"
+        with started([sys.executable, "-m", "extractor", "serve"], f"{url}/readyz", env=env, log_path=log, grace_s=30):
+            yield url
     redis.Redis.from_url(REDIS_URL).flushdb()
 
 

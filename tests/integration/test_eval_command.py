@@ -17,12 +17,14 @@ from click.testing import CliRunner
 from litestar.testing import AsyncTestClient
 from redis import Redis as SyncRedis
 
-from bench.common import PYTHON, Server, free_port
-from extractor.evaluation.commands import eval_command, export_command
+from extractor.cli.eval import eval_command, export_command
+from extractor.client import AsyncClient
 from extractor.evaluation.runner import HttpBackend, fit_gold, load_cases, run_eval, score_run
 from extractor.evaluation.stats import paired_difference_ci, paired_ratio_difference_ci
 from extractor.registry.schema import SchemaDefinition
-from tests.integration.conftest import FakeModel, app_client, make_settings
+from tests.support.app import app_client, make_settings
+from tests.support.fake_model import FakeModel
+from tests.support.processes import fake_openai
 
 ROOT = Path(__file__).resolve().parents[2]
 SNIPS = ROOT / "tests" / "fixtures" / "snips" / "eval.jsonl"
@@ -93,7 +95,7 @@ async def test_http_eval_with_compare_reports_what_strict_grounding_changes(
     http_client: tuple[AsyncTestClient[Any], FakeModel], snips_10: Path
 ) -> None:
     client, model = http_client
-    backend = HttpBackend(client)
+    backend = HttpBackend(AsyncClient(http_client=client))
     await backend.register("snips", SchemaDefinition.model_validate_json(SNIPS_SCHEMA.read_text()))
     properties = await backend.properties("snips")
     cases = load_cases(snips_10, expected_path="slots")
@@ -126,10 +128,8 @@ async def test_http_eval_with_compare_reports_what_strict_grounding_changes(
 
 @pytest.fixture(scope="module")
 def fake_server() -> Iterator[str]:
-    port = free_port()
-    argv = [PYTHON, "-m", "bench.fake_openai", "--port", str(port), "--latency-ms", "0"]
-    with Server(argv, port, "/v1/models") as server:
-        yield server.url + "/v1"
+    with fake_openai(0) as url:
+        yield url
 
 
 def test_eval_and_export_commands_in_process(

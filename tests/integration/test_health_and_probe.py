@@ -14,9 +14,10 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
 from extractor.errors import UpstreamError
-from extractor.extraction.enforcement import EnforcementLevel, EnforcementProber
+from extractor.extraction.enforcement import EnforcementProber
 from extractor.extraction.model import ModelClient
-from tests.model_server import serve_model
+from extractor.vocabulary import EnforcementLevel
+from tests.support.fake_model import serve_model
 
 
 async def test_health_ready_and_openapi(client: AsyncTestClient[Any]) -> None:
@@ -84,7 +85,7 @@ async def test_probe_picks_strongest_enforced_level_once(
 
 
 async def test_redis_down_is_503_with_retry_after_and_not_ready(fake_model: Any) -> None:
-    from tests.integration.conftest import app_client, make_settings
+    from tests.support.app import app_client, make_settings
 
     async with app_client(make_settings(redis_url="redis://127.0.0.1:1/0"), fake_model.handler) as client:
         response = await client.get("/v1/schemas")

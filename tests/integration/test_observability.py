@@ -25,11 +25,10 @@ from extractor.app import create_app
 from extractor.settings import Settings
 from extractor.telemetry.logs import JsonFormatter
 from extractor.telemetry.tracing import Tracing
-from tests.integration.conftest import FakeModel, make_settings
-from tests.model_server import serve_model
-from tests.redis_db import flushed_db
+from tests.support.app import make_settings
+from tests.support.fake_model import FakeModel, serve_model
+from tests.support.redis_db import flushed_db
 
-# SAQ 0.26 writes worker info with redis-py's deprecated SETEX; not ours to fix, so not an error here.
 REDIS_URL = "redis://127.0.0.1:6379/11"
 TEXT = "ACME Market\n2024-03-05\nBread 2.50\nMilk 1.20\nTOTAL 3.70 EUR\n"
 GOOD = {"merchant": "ACME Market", "date": "2024-03-05", "total": 3.7, "currency": "EUR", "items": []}

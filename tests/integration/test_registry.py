@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
 
 from extractor.settings import Settings
-from tests.integration.conftest import FakeModel, app_client
+from tests.support.app import app_client
+from tests.support.fake_model import FakeModel
+from tests.support.redis_db import flushed_db
 
 V1 = {"json_schema": {"type": "object", "properties": {"name": {"type": "string"}}}, "description": "a person"}
 V2 = {"json_schema": {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}}}
@@ -175,3 +178,76 @@ async def test_a_lookup_begun_before_a_retirement_neither_answers_nor_caches_for
     for attempt in (late, asyncio.create_task(registry.resolve("t", "person"))):
         with pytest.raises(SchemaNotFoundError, match="retired"):
             await attempt
+
+
+# --- $ref: cycles and dangling references refused at registration, recursion through the value accepted ------------
+
+REFS_REDIS_URL = "redis://127.0.0.1:6379/8"
+
+
+@pytest.fixture
+async def refs_client(settings: Settings, fake_model: FakeModel) -> AsyncIterator[AsyncTestClient[Any]]:
+    """The app on Redis database 8, flushed before and after."""
+    async with (
+        flushed_db(REFS_REDIS_URL),
+        app_client(settings.model_copy(update={"redis_url": REFS_REDIS_URL}), fake_model.handler) as test_client,
+    ):
+        yield test_client
+
+
+@pytest.mark.parametrize(
+    ("schema", "pointer"),
+    [
+        ({"type": "object", "$ref": "#"}, "/$ref"),
+        (
+            {
+                "type": "object",
+                "properties": {"a": {"$ref": "#/$defs/a"}},
+                "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}},
+            },
+            "/$defs/b/$ref",
+        ),
+        ({"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}, "/properties/a/$ref"),
+        ({"type": "object", "properties": {"a": {"$ref": "#nowhere"}}}, "/properties/a/$ref"),
+    ],
+    ids=["self", "a-b-a", "missing", "no-anchor"],
+)
+async def test_cyclic_and_unresolvable_refs_are_refused_with_a_pointer(
+    refs_client: AsyncTestClient[Any], schema: dict[str, Any], pointer: str
+) -> None:
+    refused = await refs_client.put("/v1/schemas/looping", json={"json_schema": schema})
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert refused.json()["pointer"] == pointer
+    assert (await refs_client.get("/v1/schemas/looping")).status_code == 404, "nothing stored"
+
+
+TREE_SCHEMA = {
+    "type": "object",
+    "properties": {"root": {"$ref": "#/$defs/node"}},
+    "$defs": {
+        "node": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "size": {"type": "integer"},
+                "children": {"type": "array", "items": {"$ref": "#/$defs/node"}},
+            },
+        }
+    },
+}
+
+
+async def test_a_recursive_tree_schema_registers_and_extracts(
+    refs_client: AsyncTestClient[Any], fake_model: FakeModel
+) -> None:
+    registered = await refs_client.put("/v1/schemas/tree", json={"json_schema": TREE_SCHEMA})
+    assert registered.status_code == 201, registered.text
+    text = "src (3 files) holds lib (2 files)"
+    answer = {"root": {"name": "src", "size": "3", "children": [{"name": "lib", "size": 2.0, "children": []}]}}
+    fake_model.reply(answer)
+    extracted = await refs_client.post("/v1/extract", json={"schema": "tree", "text": text})
+    assert extracted.status_code == 200, extracted.text
+    assert extracted.json()["data"] == {
+        "root": {"name": "src", "size": 3, "children": [{"name": "lib", "size": 2, "children": []}]}
+    }

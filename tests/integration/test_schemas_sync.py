@@ -15,7 +15,8 @@ import pytest
 import redis
 
 from extractor.local.process import free_port
-from tests.integration.test_shutdown import REDIS_URL, wait_until_up
+from tests.support.processes import started
+from tests.support.redis_db import SUBPROCESS_URL as REDIS_URL
 
 CITY = {"type": "object", "properties": {"city": {"type": ["string", "null"]}}}
 TOWN = {"json_schema": {"type": "object", "properties": {"town": {"type": ["string", "null"]}}}, "description": "town"}
@@ -32,15 +33,11 @@ def service() -> Iterator[str]:
         "EXTRACTOR_PORT": str(port),
         "EXTRACTOR_JOBS__RUN_IN_SERVE": "false",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "extractor", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(f"http://127.0.0.1:{port}/healthz")
-        yield f"http://127.0.0.1:{port}"
+        with started([sys.executable, "-m", "extractor", "serve"], f"{url}/healthz", env=env, grace_s=30):
+            yield url
     finally:
-        process.terminate()
-        process.wait(timeout=30)
         redis.Redis.from_url(REDIS_URL).flushdb()
 
 

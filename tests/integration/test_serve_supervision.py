@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import FakeModel
-from tests.model_server import serve_model
-from tests.serving import Served, serve, wait_for
+from tests.support.fake_model import FakeModel, serve_model
+from tests.support.processes import wait_for
+from tests.support.serving import Served, serve
 
 SCHEMA = {"json_schema": {"type": "object", "properties": {"city": {"type": ["string", "null"]}}}}
 DOCUMENT = {"schema": "place", "text": "We met in Lisbon.", "options": {"cache": False}}

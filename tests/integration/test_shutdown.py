@@ -26,11 +26,12 @@ from extractor import keys
 from extractor.app import create_app
 from extractor.jobs.queue import chunk_key, chunks, open_queue
 from extractor.local.process import free_port
-from tests.integration.conftest import make_settings
-from tests.integration.test_batches import _sample, result_lines, submit, wait_finished
-from tests.redis_db import flushed_db
+from tests.support.app import make_settings
+from tests.support.batches import metric, result_lines, submit, wait_finished
+from tests.support.processes import fake_openai, started
+from tests.support.redis_db import SUBPROCESS_URL, flushed_db
 
-REDIS_URL = "redis://127.0.0.1:6379/12"
+REDIS_URL = SUBPROCESS_URL
 JOBS = {"concurrency": 4, "chunk_size": 2, "heartbeat_s": 2, "sweep_s": 1, "run_in_serve": False}
 DOCS = 40
 
@@ -39,34 +40,6 @@ DOCS = 40
 async def redis() -> AsyncIterator[Redis]:
     async with flushed_db(REDIS_URL) as client:
         yield client
-
-
-@contextmanager
-def fake_model(latency_ms: int) -> Iterator[str]:
-    """``bench/fake_openai.py`` as a server answering each call after ``latency_ms``; yields its base URL."""
-    port = free_port()
-    command = [sys.executable, "-m", "bench.fake_openai", "--port", str(port), "--latency-ms", str(latency_ms)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        wait_until_up(f"{url}/models")
-        yield url
-    finally:
-        process.kill()
-        process.wait()
-
-
-def wait_until_up(url: str, within_s: float = 20.0) -> None:
-    deadline = time.monotonic() + within_s
-    while True:
-        try:
-            if httpx2.get(url, timeout=0.5).status_code == 200:
-                return
-        except httpx2.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{url} did not answer within {within_s}s")
-        time.sleep(0.1)
 
 
 def environment(model_url: str, grace_s: float, **extra: str) -> dict[str, str]:
@@ -134,7 +107,7 @@ async def finish_with_second_worker(
         assert [line["id"] for line in lines] == [f"slow-{n}" for n in range(DOCS)]
         assert await redis.hlen(keys.batch_results(batch_id)) == DOCS
         metrics = httpx2.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
-        recorded = sum(_sample(metrics, f'extractor_batch_items_total{{status="{kind}"}}') for kind in ("ok", "empty"))
+        recorded = sum(metric(metrics, f'extractor_batch_items_total{{status="{kind}"}}') for kind in ("ok", "empty"))
         assert recorded == DOCS - done_before
     finally:
         stop(second)
@@ -155,7 +128,7 @@ def slow_documents() -> list[dict[str, str]]:
 
 
 async def test_a_sigtermed_worker_finishes_what_it_holds_and_claims_nothing_more(redis: Redis) -> None:
-    with fake_model(latency_ms=700) as model_url:
+    with fake_openai(latency_ms=700) as model_url:
         settings = make_settings(redis_url=REDIS_URL, model_base_url=model_url, jobs=JOBS)
         first = start_worker(model_url, grace_s=30)
         try:
@@ -173,7 +146,7 @@ async def test_a_sigtermed_worker_finishes_what_it_holds_and_claims_nothing_more
 
 
 async def test_a_worker_hands_back_what_it_cannot_finish_within_the_grace_period(redis: Redis) -> None:
-    with fake_model(latency_ms=3000) as model_url:
+    with fake_openai(latency_ms=3000) as model_url:
         settings = make_settings(redis_url=REDIS_URL, model_base_url=model_url, jobs=JOBS)
         first = start_worker(model_url, grace_s=0.5)
         try:
@@ -194,15 +167,9 @@ async def test_a_worker_hands_back_what_it_cannot_finish_within_the_grace_period
 def serve(model_url: str, grace_s: float) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     port = free_port()
     env = environment(model_url, grace_s, EXTRACTOR_PORT=str(port))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "extractor", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(f"{url}/healthz")
+    with started([sys.executable, "-m", "extractor", "serve"], f"{url}/healthz", env=env, grace_s=0.5) as process:
         yield process, url
-    finally:
-        stop(process)
 
 
 async def extract_in_flight(url: str) -> tuple[asyncio.Task[httpx2.Response], httpx2.AsyncClient]:
@@ -215,7 +182,7 @@ async def extract_in_flight(url: str) -> tuple[asyncio.Task[httpx2.Response], ht
 
 
 async def test_a_sigtermed_api_answers_the_requests_in_flight_and_refuses_new_ones(redis: Redis) -> None:
-    with fake_model(latency_ms=3000) as model_url, serve(model_url, grace_s=20) as (process, url):
+    with fake_openai(latency_ms=3000) as model_url, serve(model_url, grace_s=20) as (process, url):
         request, client = await extract_in_flight(url)
         try:
             process.send_signal(signal.SIGTERM)
@@ -231,7 +198,7 @@ async def test_a_sigtermed_api_answers_the_requests_in_flight_and_refuses_new_on
 
 
 async def test_a_sigtermed_api_exits_within_its_grace_period(redis: Redis) -> None:
-    with fake_model(latency_ms=30_000) as model_url, serve(model_url, grace_s=1) as (process, url):
+    with fake_openai(latency_ms=30_000) as model_url, serve(model_url, grace_s=1) as (process, url):
         request, client = await extract_in_flight(url)
         try:
             started = time.monotonic()

@@ -8,7 +8,8 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from extractor.settings import hash_api_key
-from tests.integration.conftest import FakeModel, make_settings
+from tests.support.app import make_settings
+from tests.support.fake_model import FakeModel
 
 KEYS = f"alpha:key-a,beta:{hash_api_key('key-b')}"
 SCHEMA = {"json_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}

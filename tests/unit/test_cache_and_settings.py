@@ -11,6 +11,7 @@ from extractor.settings import Settings, hash_api_key
 
 BASE = {
     "schema_hash": "sha256:a",
+    "endpoint": "http://a.test/v1/",
     "model": "m",
     "prompt_version": "p1",
     "options": {"grounding": "annotate"},
@@ -22,6 +23,7 @@ BASE = {
     "change",
     [
         {"schema_hash": "sha256:b"},
+        {"endpoint": "http://b.test/v1/"},
         {"model": "m2"},
         {"prompt_version": "p2"},
         {"options": {"grounding": "strict"}},
@@ -67,7 +69,9 @@ def test_reserved_or_odd_tenant_names_are_refused(monkeypatch: pytest.MonkeyPatc
 
 def test_a_hit_is_the_stored_json_with_what_this_request_cost() -> None:
     from extractor.extraction.cache import PER_REQUEST, hit_json
-    from extractor.extraction.result import ExtractionResult, FieldInfo, Usage
+    from extractor.extraction.grounding import FieldGrounding
+    from extractor.extraction.result import ExtractionResult, Usage
+    from extractor.vocabulary import MatchKind
 
     fresh = ExtractionResult(
         status="ok",
@@ -77,7 +81,7 @@ def test_a_hit_is_the_stored_json_with_what_this_request_cost() -> None:
         enforcement="json_schema",
         attempts=2,
         repairs=["fenced"],
-        fields={"/name": FieldInfo(span=(0, 4), grounded=True, match="exact")},
+        fields={"/name": FieldGrounding(span=(0, 4), grounded=True, match=MatchKind.EXACT)},
         usage=Usage(prompt_tokens=90, completion_tokens=12),
         timings_ms={"model": 5.0, "total": 7.5},
     )

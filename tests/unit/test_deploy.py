@@ -21,7 +21,7 @@ import yaml
 
 from extractor.jobs.queue import open_queue
 from extractor.settings import Settings
-from tests.kustomize import render
+from tests.support.kustomize import render
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"

@@ -6,8 +6,9 @@ import pytest
 
 from extractor.extraction.empty import is_empty
 from extractor.extraction.grounding import FieldGrounding, apply_strict, ground
+from extractor.vocabulary import MatchKind
 
-FOUND = FieldGrounding((0, 4), True, "exact")
+FOUND = FieldGrounding((0, 4), True, MatchKind.EXACT)
 MISSING = FieldGrounding(None, False, None)
 UNCHECKED = FieldGrounding(None, None, None)
 

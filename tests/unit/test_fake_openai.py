@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +15,7 @@ import openai
 import pytest
 
 from bench.fake_openai import ASGIApp, build_answer, create_fake_app
+from tests.support.processes import fake_openai
 
 TEXT = "The seller ACME Corp delivers 42 crates on 2024-03-05 for a total of 1250.50."
 
@@ -240,37 +237,8 @@ def test_rates_are_checked() -> None:
 @pytest.fixture
 def served() -> Iterator[str]:
     """Run ``python -m bench.fake_openai`` on a free loopback port; yield its base URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [
-        sys.executable,
-        "-m",
-        "bench.fake_openai",
-        "--port",
-        str(port),
-        "--latency-ms",
-        "0",
-        "--hang-rate",
-        "0.5",
-    ]
-    root = Path(__file__).resolve().parents[2]
-    server = subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{base_url}/models", timeout=1).raise_for_status()
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.05)
+    with fake_openai(0, "--hang-rate", "0.5") as base_url:
         yield base_url
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 async def test_cli_server_answers_and_hangs_until_the_client_times_out(served: str) -> None:

@@ -11,6 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from extractor.extraction.grounding import FieldGrounding, apply_strict, ground, iter_leaves
+from extractor.vocabulary import MatchKind
 
 SNIPS = Path(__file__).parents[1] / "fixtures" / "snips" / "eval.jsonl"
 
@@ -32,7 +33,11 @@ def _evidence(value: Any, text: str) -> str | None:
 
 
 def test_to_json_is_the_wire_form() -> None:
-    assert FieldGrounding((3, 7), True, "exact").to_json() == {"span": [3, 7], "grounded": True, "match": "exact"}
+    assert FieldGrounding((3, 7), True, MatchKind.EXACT).to_json() == {
+        "span": [3, 7],
+        "grounded": True,
+        "match": "exact",
+    }
     assert FieldGrounding(None, False, None).to_json() == {"span": None, "grounded": False, "match": None}
 
 

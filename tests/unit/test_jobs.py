@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from extractor.api.batches import parse_submission
+from extractor.cli.batch_run import read_documents, read_done_ids
 from extractor.errors import InvalidInputError, UpstreamRateLimitedError, UpstreamUnavailableError
 from extractor.jobs.cancels import CancelWatch
-from extractor.jobs.client import read_documents, read_done_ids
 from extractor.jobs.queue import chunk_key, chunks
 from extractor.jobs.retry import backoff_delay, is_transient
 from extractor.jobs.service import body_digest
@@ -24,7 +24,7 @@ DOCS = [{"id": "a", "text": "first"}, {"id": "b", "text": "second"}]
 def test_chunks_cover_every_index_once() -> None:
     assert list(chunks(10, 4)) == [(0, 4), (4, 8), (8, 10)]
     assert list(chunks(0, 4)) == []
-    assert chunk_key("b1", 8) == "b1:8"
+    assert chunk_key("b1", 8) == "{extractor:batches}:b1:8"
 
 
 async def test_a_cancel_stops_the_batch_s_chunks_even_those_that_register_after_it() -> None:

@@ -10,7 +10,8 @@ import time
 import pytest
 
 from extractor import errors
-from extractor.app import PROBLEM_STATUS, status_for
+from extractor.api.problems import PROBLEM_STATUS, problems, status_for
+from extractor.errors import PROBLEM_TABLE
 from extractor.extraction.model import retry_after_s, should_retry, status_error
 
 BODY = b'{"error": {"message": "scripted", "type": "server_error"}}'
@@ -20,7 +21,8 @@ BODY = b'{"error": {"message": "scripted", "type": "server_error"}}'
 def test_every_error_status_maps_to_a_5xx_never_500(status: int) -> None:
     mapped = status_error(status, {}, BODY)
     assert isinstance(mapped, errors.UpstreamError)
-    assert "scripted" in mapped.detail
+    assert "scripted" not in mapped.detail  # the endpoint's own text is logged, not passed on to callers
+    assert str(status) in mapped.detail
     code = status_for(mapped)
     assert code in (502, 503)
     assert code == (503 if status == 429 else 502)
@@ -38,9 +40,11 @@ def test_rate_limit_carries_retry_after() -> None:
     assert status_error(429, {}, b"").retry_after == 1.0, "a 429 without the header still says when to retry"
 
 
-def test_error_detail_falls_back_to_the_body_text() -> None:
-    assert "gateway down" in status_error(502, {}, b"<html>gateway down</html>").detail
-    assert "(empty body)" in status_error(502, {}, b"").detail
+def test_the_endpoints_message_is_logged_with_the_body_text_as_fallback(caplog: pytest.LogCaptureFixture) -> None:
+    assert "gateway down" not in status_error(502, {}, b"<html>gateway down</html>").detail
+    status_error(502, {}, b"")
+    assert "gateway down" in caplog.text
+    assert "(empty body)" in caplog.text
 
 
 def test_retry_after_forms() -> None:
@@ -78,9 +82,40 @@ def test_every_domain_error_has_a_status_and_only_the_base_is_500() -> None:
         obj for _, obj in inspect.getmembers(errors) if inspect.isclass(obj) and issubclass(obj, errors.ExtractorError)
     ]
     for cls in classes:
-        status = status_for(cls("x"))
+        status = status_for(cls() if cls is errors.InternalError else cls("x"))
         assert status in PROBLEM_STATUS.values()
-        assert (status == 500) == (cls is errors.ExtractorError), cls
+        assert (status == 500) == (cls in (errors.ExtractorError, errors.InternalError)), cls
+
+
+def _subclasses(cls: type[errors.ExtractorError]) -> set[type[errors.ExtractorError]]:
+    return {cls, *(sub for direct in cls.__subclasses__() for sub in _subclasses(direct))}
+
+
+def test_every_error_class_has_its_own_entry_in_the_one_table() -> None:
+    """Not inherited from a parent: a new class must say its status and when it happens, or this fails."""
+    missing = {cls.__name__ for cls in _subclasses(errors.ExtractorError)} - {cls.__name__ for cls in PROBLEM_TABLE}
+    assert missing == set()
+    codes = [cls.code for cls in PROBLEM_TABLE]
+    assert len(codes) == len(set(codes)), "each kind of problem has a code of its own"
+
+
+def test_the_openapi_descriptions_come_from_the_table() -> None:
+    described = problems(404, 422)
+    assert "Unknown batch" in str(described[404].description)
+    assert "cut off at its token limit" in str(described[422].description)
+    assert set(described) == {400, 401, 404, 422, 429, 431, 503}  # 400, 401, 429, 431 and 503: any API route
+
+
+def test_a_problem_document_is_built_from_the_table() -> None:
+    exc = errors.ExtractionFailedError("no valid output", attempts=3)
+    assert exc.problem(tries=2).document() == {
+        "type": "extraction-failed",
+        "title": "Extraction failed",
+        "status": 422,
+        "detail": "no valid output",
+        "attempts": 3,
+        "tries": 2,
+    }
 
 
 def test_proxy_comes_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ import pytest
 from extractor.errors import InvalidInputError
 from extractor.registry.schema import SchemaDefinition, canonical_hash
 from extractor.registry.sync import Action, plan_sync, read_schema_folder, render_change
-from extractor.services import bundled_schema_dir
+from extractor.runtime import bundled_schema_dir
 from extractor.settings import Settings
 
 CITY = SchemaDefinition(json_schema={"type": "object", "properties": {"city": {"type": ["string", "null"]}}})

@@ -1,9 +1,8 @@
 // The playground: a thin client of the public API (GET/PUT /v1/schemas, POST /v1/extract). No framework, no build.
 //
-// Streaming: the request asks for server-sent events first (`Accept: text/event-stream`) and JSON second. Today the
-// service answers JSON; once /v1/extract streams, this page renders its events as they arrive: an `error` event
-// carries a problem document, a `final` (or `result`) event carries the same answer as the JSON response, and any
-// other event (a partial object, an attempt) is shown as progress until the final one.
+// Streaming: the request asks for server-sent events first (`Accept: text/event-stream`) and JSON second, and
+// /v1/extract streams: `partial` events (the object so far) are shown as progress, an `attempt` event (a re-ask) too,
+// a `final` event carries the same answer as the JSON response, an `error` event a problem document.
 
 const ACCEPT = "text/event-stream, application/json;q=0.9";
 const NEW_SCHEMA = "__new__"; // schema names start with a letter or digit
@@ -74,7 +73,7 @@ async function callJson(method, path, body) {
   return response.json();
 }
 
-// POST /v1/extract: a JSON answer, or server-sent events once the service streams (see the top of this file).
+// POST /v1/extract: server-sent events, or a JSON answer from a service that does not stream (see the top).
 async function extract(body, onProgress) {
   const response = await fetch("/v1/extract", {
     method: "POST",

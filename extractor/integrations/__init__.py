@@ -1,0 +1,1 @@
+"""Optional integrations with other systems, each behind an extra and imported only when used."""

@@ -1,0 +1,80 @@
+"""``extractor eval --rescore B.json --baseline A.json``: two saved runs (two versions of the service, measured apart)
+compared offline, with the empty-answer rates and calibration of issue 13. No service is called."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from extractor.cli.eval import eval_command
+
+CASES = [
+    {"id": "r1", "text": "ACME Market TOTAL 3.70", "expected": {"merchant": "ACME Market", "total": 3.7}},
+    {"id": "u1", "text": "play some jazz", "expected": {}},
+    {"id": "u2", "text": "weather in Paris", "expected": {}},
+]
+
+
+def saved(path: Path, outcomes: list[dict[str, Any]]) -> Path:
+    counts = {s: sum(o["status"] == s for o in outcomes) for s in ("ok", "empty", "failed")}
+    document = {
+        "config": f"service {path.stem}",
+        "fields": ["merchant", "total"],
+        "properties": {"merchant": {"type": ["string", "null"]}, "total": {"type": ["number", "null"]}},
+        "run": {"counts": counts, "seconds": 1.0, "outcomes": outcomes},
+    }
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def outcome(doc: str, status: str, data: dict[str, Any] | None = None, **confidence: float) -> dict[str, Any]:
+    pointers = {f"/{name}": value for name, value in confidence.items()}
+    return {"id": doc, "status": status, "data": data, "latency_ms": 1.0, "error": None, "confidence": pointers}
+
+
+def test_two_saved_runs_are_compared_offline(tmp_path: Path) -> None:
+    data = tmp_path / "mix.jsonl"
+    data.write_text("\n".join(json.dumps(case) for case in CASES) + "\n", encoding="utf-8")
+    before = saved(
+        tmp_path / "before.json",
+        [
+            outcome("r1", "ok", {"merchant": "ACME Market", "total": None}),
+            outcome("u1", "ok", {"merchant": "jazz", "total": None}),
+            outcome("u2", "ok", {"merchant": "Paris", "total": None}),
+        ],
+    )
+    after = saved(
+        tmp_path / "after.json",
+        [
+            outcome("r1", "ok", {"merchant": "ACME Market", "total": 3.7}, merchant=0.9, total=0.8),
+            outcome("u1", "empty"),
+            outcome("u2", "ok", {"merchant": "Paris", "total": None}, merchant=0.3),
+        ],
+    )
+    args = ["--schema", "receipt", "--data", str(data), "--rescore", str(after), "--baseline", str(before), "--json"]
+    result = CliRunner().invoke(eval_command, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["config"].startswith("baseline ")
+    assert out["compare"]["config"].startswith("saved ")
+    assert out["empty"]["unrelated_empty"]["value"] == 0.0
+    assert out["compare"]["empty"]["unrelated_empty"]["value"] == 0.5
+    assert out["compare"]["empty_difference"]["false_positive"]["value"] == -0.5
+    assert out["calibration"]["cells"] == 0
+    assert out["compare"]["calibration"]["cells"] == 3
+    assert out["compare"]["difference"]["overall"]["recall"]["value"] == 0.5  # total found: 1/2 -> 2/2
+    text = CliRunner().invoke(eval_command, args[:-1], catch_exceptions=False).output
+    assert "unrelated answered empty" in text
+    assert "expected calibration error, B - A: - (a run gave no confidences)" in text
+
+
+def test_a_saved_run_of_other_documents_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "mix.jsonl"
+    data.write_text(json.dumps(CASES[0]) + "\n", encoding="utf-8")
+    other = saved(tmp_path / "other.json", [outcome("u1", "empty")])
+    result = CliRunner().invoke(eval_command, ["--schema", "receipt", "--data", str(data), "--rescore", str(other)])
+    assert result.exit_code == 2
+    assert "scored other documents" in result.output
