@@ -215,7 +215,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--cancel-after", type=float, default=None, help="Instead: DELETE the batch this many seconds in, and time it."
     )
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14", help="Flushed before each run.")
+    parser.add_argument(
+        "--redis-url", default="redis://127.0.0.1:6379/5", help="Flushed before each run (not a test suite's db)."
+    )
     parser.add_argument("--json", dest="json_path", default=None, help="Also write the rows here.")
     args = parser.parse_args(argv)
     rows = [run_once(args, workers) for workers in args.workers]

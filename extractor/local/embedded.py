@@ -17,6 +17,8 @@ __all__ = ["MODEL", "REDIS", "start_embedded"]
 
 log = logging.getLogger("extractor")
 
+_BUNDLED_DEADLINE_S = 600.0
+
 MODEL = "model"
 REDIS = "redis"
 """The names under which the supervisor knows the bundled model server and the bundled Redis."""
@@ -65,6 +67,11 @@ def start_embedded(settings: Settings, stack: ExitStack) -> tuple[Settings, Supe
             defaults["part_concurrency"] = 1
         extraction = settings.extraction.model_copy(update=defaults)
         settings = settings.model_copy(update={"extraction": extraction})
+        if "request_deadline_s" not in settings.limits.model_fields_set:
+            # On a CPU, one call of the bundled model can take a minute, and a long document's parts run one at a
+            # time: the hosted-endpoint default would cut answers that are on their way.
+            limits = settings.limits.model_copy(update={"request_deadline_s": _BUNDLED_DEADLINE_S})
+            settings = settings.model_copy(update={"limits": limits})
     if settings.redis_url is None:
         redis = BundledRedis(settings.data_dir)
         url = redis.start()

@@ -48,6 +48,7 @@ def e2e_settings(model_server: LocalModelServer) -> Settings:
         model_name=model_server.model_name,
         model_timeout_s=120,
         extraction={"grounding": "strict"},
+        limits={"request_deadline_s": 600},  # as `extractor serve` sets for the bundled model
     )
 
 
