@@ -112,10 +112,12 @@ def _error_message(body: bytes) -> str:
     return body[:200].decode("utf-8", "replace") or "(empty body)"
 
 
-def status_error(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+def status_error(status: int, headers: Mapping[str, str], body: bytes, *, expected: bool = False) -> UpstreamError:
     """The domain error of an HTTP error answer from the model endpoint. Its own message is logged, not passed on:
-    it may name internals of the endpoint that callers of this service should not see."""
-    log.warning("model endpoint answered %d: %s", status, _error_message(body))
+    it may name internals of the endpoint that callers of this service should not see. An ``expected`` answer (a
+    404 to a probe of ``/props`` or ``/tokenize`` on a server without them) is logged at debug level."""
+    level = logging.DEBUG if expected else logging.WARNING
+    log.log(level, "model endpoint answered %d: %s", status, _error_message(body))
     detail = f"the model endpoint answered {status}; the service log has its message"
     wait = retry_after_s(headers)
     wait = max(0.0, wait) if wait is not None else None
@@ -303,7 +305,7 @@ class ModelClient:
                         return pydantic_core.from_json(raw)
                     except ValueError as exc:
                         raise UpstreamError(f"model endpoint answered {status} with a body that is not JSON") from exc
-                error = status_error(status, headers, raw)
+                error = status_error(status, headers, raw, expected=root and status == 404)
                 if not should_retry(status, headers):
                     raise error
             if attempt >= retries:

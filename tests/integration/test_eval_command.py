@@ -146,7 +146,7 @@ def test_eval_and_export_commands_in_process(
     result = runner.invoke(eval_command, args, catch_exceptions=False)
 
     assert result.exit_code == 0, result.output
-    out = json.loads(result.output)
+    out = json.loads(result.stdout)  # log lines go to stderr, which click 8.2+ mixes into `output`
     slots = json.loads(SNIPS_SCHEMA.read_text())["json_schema"]["properties"]
     gold_values = sum(len(json.loads(line)["expected"]["slots"]) for line in snips_10.read_text().splitlines())
     assert out["documents"] == 10

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -54,14 +55,17 @@ def environment(model_url: str, grace_s: float, **extra: str) -> dict[str, str]:
     }
 
 
-def start_worker(model_url: str, grace_s: float, metrics_port: int | None = None) -> subprocess.Popen[bytes]:
+def start_worker(
+    model_url: str, grace_s: float, metrics_port: int | None = None, log: Path | None = None
+) -> subprocess.Popen[bytes]:
     extra = {"EXTRACTOR_JOBS__METRICS_PORT": str(metrics_port)} if metrics_port else {}
-    return subprocess.Popen(
-        [sys.executable, "-m", "extractor", "worker"],
-        env=environment(model_url, grace_s, **extra),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with open(log or os.devnull, "wb") as stderr:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "extractor", "worker"],
+            env=environment(model_url, grace_s, **extra),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
 
 
 def stop(*processes: subprocess.Popen[bytes] | None) -> None:
@@ -77,15 +81,26 @@ async def status_of(client: AsyncTestClient[Any], batch_id: str) -> dict[str, An
 
 
 async def sigterm_mid_batch(
-    client: AsyncTestClient[Any], worker: subprocess.Popen[bytes], batch_id: str, exit_within_s: float
+    client: AsyncTestClient[Any],
+    worker: subprocess.Popen[bytes],
+    batch_id: str,
+    exit_within_s: float,
+    log: Path | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], float]:
-    """SIGTERM ``worker`` once some documents are done and others held; (status then, status at exit, seconds)."""
+    """SIGTERM ``worker`` once some documents are done and others held; (status then, status at exit, seconds).
+
+    With the worker's ``log``, "then" is when the worker says it stopped claiming, not when the signal was sent: a
+    loaded machine may let the worker take another chunk before its loop gets to the signal."""
     while (await status_of(client, batch_id))["done"] < 4:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     at_signal = await status_of(client, batch_id)
     assert at_signal["counts"]["running"] > 0, "the worker holds items when it is told to stop"
     started = time.monotonic()
     worker.send_signal(signal.SIGTERM)
+    if log is not None:
+        while b"stopping:" not in await asyncio.to_thread(log.read_bytes) and worker.poll() is None:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        at_signal = await status_of(client, batch_id)
     code = await asyncio.to_thread(worker.wait, exit_within_s)
     took = time.monotonic() - started
     assert code == 0, "a SIGTERM is a clean stop"
@@ -127,14 +142,15 @@ def slow_documents() -> list[dict[str, str]]:
     return [{"id": f"slow-{n}", "text": f"Invoice {n} from Globex, total {n}.50 EUR"} for n in range(DOCS)]
 
 
-async def test_a_sigtermed_worker_finishes_what_it_holds_and_claims_nothing_more(redis: Redis) -> None:
+async def test_a_sigtermed_worker_finishes_what_it_holds_and_claims_nothing_more(redis: Redis, tmp_path: Path) -> None:
     with fake_openai(latency_ms=700) as model_url:
         settings = make_settings(redis_url=REDIS_URL, model_base_url=model_url, jobs=JOBS)
-        first = start_worker(model_url, grace_s=30)
+        log = tmp_path / "worker.log"
+        first = start_worker(model_url, grace_s=30, log=log)
         try:
             async with AsyncTestClient(create_app(settings)) as client:
                 batch_id = (await submit(client, slow_documents())).json()["batch_id"]
-                at_signal, at_exit, _ = await sigterm_mid_batch(client, first, batch_id, exit_within_s=30)
+                at_signal, at_exit, _ = await sigterm_mid_batch(client, first, batch_id, exit_within_s=30, log=log)
                 assert at_exit["counts"]["running"] == 0, "every item it held was finished, none handed back"
                 assert at_exit["counts"]["queued"] > 0, "it stopped claiming: the rest waits for another worker"
                 # What it finished after the signal is what it held then (plus at most one chunk it was taking).
