@@ -13,40 +13,19 @@ Kubernetes requests and limits in deploy/k8s). Linux only (reads /proc)::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 from redis import Redis
 
-from extractor.local.process import free_port, wait_until
+from bench.common import cpu_s, processes, receipt_documents, wait_http
+from extractor.local.process import free_port
 
 __all__ = ["main", "run_once"]
-
-
-def _wait_http(url: str, process: subprocess.Popen[bytes], within_s: float = 30.0) -> None:
-    """Until ``url`` answers below 500; fails at once if ``process``, which serves it, exits first."""
-
-    def up() -> bool:
-        with contextlib.suppress(httpx.TransportError):
-            return httpx.get(url, timeout=1).status_code < 500
-        return False
-
-    wait_until(up, process, timeout_s=within_s, what=url, log_path=Path(os.devnull), error=RuntimeError)
-
-
-def _cpu_s(pid: int) -> float:
-    """User plus system CPU time of a process so far, in seconds."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _memory_kib(pid: int) -> dict[str, int]:
@@ -58,32 +37,6 @@ def _memory_kib(pid: int) -> dict[str, int]:
             if name in ("VmRSS", "VmHWM"):
                 fields[name] = int(value.split()[0])
     return fields
-
-
-@contextlib.contextmanager
-def _processes(commands: Sequence[tuple[list[str], dict[str, str]]]) -> Iterator[list[subprocess.Popen[bytes]]]:
-    started = []
-    try:
-        for argv, env in commands:
-            started.append(
-                subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            )
-        yield started
-    finally:
-        for process in started:
-            process.terminate()
-        for process in started:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-def _documents(count: int) -> list[dict[str, str]]:
-    return [
-        {"id": f"d{n}", "text": f"ACME Market receipt {n}\n2024-03-05\nBread 2.50\nTOTAL {n % 97}.70 EUR\n"}
-        for n in range(count)
-    ]
 
 
 def run_once(args: argparse.Namespace, workers: int) -> dict[str, Any]:
@@ -106,14 +59,14 @@ def run_once(args: argparse.Namespace, workers: int) -> dict[str, Any]:
     )
     api = ([sys.executable, "-m", "extractor", "serve", "--port", str(api_port)], env)  # as users run it
     worker = ([sys.executable, "-c", "from extractor.cli.serve import worker; worker()"], env)
-    with _processes([fake, api]) as (fake_process, api_process):
-        _wait_http(f"{model_url}/models", fake_process)
+    with processes([fake, api]) as (fake_process, api_process):
+        wait_http(f"{model_url}/models", fake_process)
         base = f"http://127.0.0.1:{api_port}"
-        _wait_http(f"{base}/healthz", api_process)
-        with _processes([worker] * workers) as worker_processes, httpx.Client(base_url=base, timeout=120) as client:
+        wait_http(f"{base}/healthz", api_process)
+        with processes([worker] * workers) as worker_processes, httpx.Client(base_url=base, timeout=120) as client:
             time.sleep(2.0)  # workers import and connect
-            body = json.dumps({"schema": "receipt", "documents": _documents(args.documents)})
-            idle_cpu_s = sum(_cpu_s(process.pid) for process in worker_processes)  # start-up, not documents
+            body = json.dumps({"schema": "receipt", "documents": receipt_documents(args.documents)})
+            idle_cpu_s = sum(cpu_s(process.pid) for process in worker_processes)  # start-up, not documents
             submitted = time.time()  # the service's clock: the batch's finished_at is its last item's end
             response = client.post("/v1/batches", content=body, headers={"content-type": "application/json"})
             response.raise_for_status()
@@ -124,7 +77,7 @@ def run_once(args: argparse.Namespace, workers: int) -> dict[str, Any]:
             while (status := client.get(f"/v1/batches/{batch_id}").json())["finished_at"] is None:
                 time.sleep(0.1)
             elapsed = status["finished_at"] - submitted
-            worker_cpu_s = sum(_cpu_s(process.pid) for process in worker_processes) - idle_cpu_s
+            worker_cpu_s = sum(cpu_s(process.pid) for process in worker_processes) - idle_cpu_s
             worker_peak_kib = max(_memory_kib(process.pid)["VmHWM"] for process in worker_processes)
             before = _memory_kib(api_process.pid)
             lines = 0

@@ -7,6 +7,7 @@ machine (other load, thermal, GC) falls on all of them alike.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -14,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,17 @@ __all__ = [
     "SERVE",
     "Server",
     "closed_loop",
+    "cpu_s",
     "free_port",
     "machine",
     "percentile",
+    "processes",
+    "receipt_documents",
     "rotations",
     "run_json",
     "summarize_latencies",
     "table",
+    "wait_http",
     "write_json",
 ]
 
@@ -196,3 +201,48 @@ def write_json(path: Path | None, result: Mapping[str, Any]) -> None:
     """Write ``result`` as indented JSON when a path is given."""
     if path is not None:
         path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def cpu_s(pid: int) -> float:
+    """User plus system CPU time of a process so far, in seconds (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def processes(commands: Sequence[tuple[list[str], dict[str, str]]]) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Start each ``(argv, extra environment)`` quietly; terminate them all at the end (killed after 10 s)."""
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        for argv, env in commands:
+            started.append(
+                subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+        yield started
+    finally:
+        for process in started:
+            process.terminate()
+        for process in started:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], within_s: float = 30.0) -> None:
+    """Until ``url`` answers below 500; fails at once if ``process``, which serves it, exits first."""
+
+    def up() -> bool:
+        with contextlib.suppress(httpx.TransportError):
+            return httpx.get(url, timeout=1).status_code < 500
+        return False
+
+    wait_until(up, process, timeout_s=within_s, what=url, log_path=Path(os.devnull), error=RuntimeError)
+
+
+def receipt_documents(count: int) -> list[dict[str, str]]:
+    """``count`` small receipts, each different, for batch benchmarks."""
+    return [
+        {"id": f"d{n}", "text": f"ACME Market receipt {n}\n2024-03-05\nBread 2.50\nTOTAL {n % 97}.70 EUR\n"}
+        for n in range(count)
+    ]

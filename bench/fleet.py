@@ -16,14 +16,13 @@ so throughput stops growing with workers long before Redis does; the per-documen
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,54 +30,13 @@ import httpx
 from redis import Redis
 from redis.exceptions import RedisError
 
-from bench.common import machine
+from bench.common import cpu_s, machine, processes, receipt_documents, wait_http
 from extractor.local.process import free_port
 
 __all__ = ["main", "run_once"]
 
 _SERVER_WIDE = ("info", "config|resetstat", "ping", "hello", "client|setinfo", "client|setname")
 """Commands of the measurement itself or of connecting, not of a document."""
-
-
-def _cpu_s(pid: int) -> float:
-    """User plus system CPU time of a process so far, in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextlib.contextmanager
-def _processes(commands: Sequence[tuple[list[str], dict[str, str]]]) -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    try:
-        for argv, env in commands:
-            out = subprocess.DEVNULL
-            started.append(subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=out))
-        yield started
-    finally:
-        for process in started:
-            process.terminate()
-        for process in started:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-def _wait_http(url: str, within_s: float = 60.0) -> None:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
-
-
-def _documents(count: int) -> list[dict[str, str]]:
-    return [
-        {"id": f"d{n}", "text": f"ACME Market receipt {n}\n2024-03-05\nBread 2.50\nTOTAL {n % 97}.70 EUR\n"}
-        for n in range(count)
-    ]
 
 
 def _redis_server(folder: Path, port: int) -> subprocess.Popen[bytes]:
@@ -129,19 +87,19 @@ def run_once(args: argparse.Namespace, workers: int, redis_port: int) -> dict[st
     )
     api = ([sys.executable, "-m", "extractor", "serve", "--port", str(api_port)], env)
     worker = ([sys.executable, "-m", "extractor", "worker"], env)
-    with _processes([fake, api]):
-        _wait_http(f"{model_url}/models")
+    with processes([fake, api]) as (fake_process, api_process):
+        wait_http(f"{model_url}/models", fake_process, within_s=60.0)
         base = f"http://127.0.0.1:{api_port}"
-        _wait_http(f"{base}/healthz")
-        with _processes([worker] * workers) as fleet, httpx.Client(base_url=base, timeout=120) as client:
+        wait_http(f"{base}/healthz", api_process, within_s=60.0)
+        with processes([worker] * workers) as fleet, httpx.Client(base_url=base, timeout=120) as client:
             time.sleep(2.0 + 0.5 * workers)  # workers import and connect (slower when many start on few cores)
-            body = json.dumps({"schema": "receipt", "documents": _documents(args.documents)})
+            body = json.dumps({"schema": "receipt", "documents": receipt_documents(args.documents)})
             idle_s = 1.0
             idle_before = _stats(redis)[1]
             time.sleep(idle_s)  # the idle fleet's own Redis traffic (dequeue waits, sweeps, heartbeats)
             commands_before, cpu_before = _stats(redis)
             idle_cpu_rate = (cpu_before - idle_before) / idle_s
-            workers_cpu_before = sum(_cpu_s(process.pid) for process in fleet)
+            workers_cpu_before = sum(cpu_s(process.pid) for process in fleet)
             submitted = time.time()
             response = client.post("/v1/batches", content=body, headers={"content-type": "application/json"})
             if response.is_error:
@@ -151,7 +109,7 @@ def run_once(args: argparse.Namespace, workers: int, redis_port: int) -> dict[st
                 time.sleep(0.25)
             commands_after, cpu_after = _stats(redis)
             elapsed = status["finished_at"] - submitted
-            workers_cpu_s = sum(_cpu_s(process.pid) for process in fleet) - workers_cpu_before
+            workers_cpu_s = sum(cpu_s(process.pid) for process in fleet) - workers_cpu_before
     redis.close()
     docs = args.documents
     used = _delta(commands_before, commands_after)

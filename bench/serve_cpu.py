@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -21,15 +20,8 @@ from typing import Any
 import aiohttp
 import redis
 
-from bench.common import PYTHON, ROOT, SERVE, Server, free_port, table
+from bench.common import PYTHON, ROOT, SERVE, Server, cpu_s, free_port, table
 from bench.overhead import TEXT
-
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime and stime, fields 14 and 15 of the whole line
 
 
 async def _load(url: str, seconds: float, clients: int) -> int:
@@ -58,9 +50,9 @@ def _measure(tree: Path, env: dict[str, str], seconds: float, clients: int) -> f
     with Server([*SERVE, "--port", str(port)], port, "/healthz", env=env, cwd=tree) as server:
         assert server.pid is not None
         asyncio.run(_load(server.url, 2.0, clients))
-        before = _cpu_s(server.pid)
+        before = cpu_s(server.pid)
         requests = asyncio.run(_load(server.url, seconds, clients))
-        return (_cpu_s(server.pid) - before) * 1000 / requests
+        return (cpu_s(server.pid) - before) * 1000 / requests
 
 
 def main(argv: list[str] | None = None) -> None:
