@@ -105,7 +105,10 @@ def run_once(args: argparse.Namespace, workers: int, redis_port: int) -> dict[st
             if response.is_error:
                 raise RuntimeError(f"the submission answered {response.status_code}: {response.text[:500]}")
             batch_id = response.json()["batch_id"]
+            deadline = time.monotonic() + args.deadline_s
             while (status := client.get(f"/v1/batches/{batch_id}").json())["finished_at"] is None:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the batch did not finish in {args.deadline_s:.0f}s: {status['counts']}")
                 time.sleep(0.25)
             commands_after, cpu_after = _stats(redis)
             elapsed = status["finished_at"] - submitted
@@ -168,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=64, help="Per worker (jobs.concurrency).")
     parser.add_argument("--chunk-size", type=int, default=16)
     parser.add_argument("--latency-ms", type=float, default=100.0)
+    parser.add_argument("--deadline-s", type=float, default=600.0, help="A batch not finished by then is a failure.")
     parser.add_argument("--json", dest="json_path", default=None, help="Also write the rows here.")
     args = parser.parse_args(argv)
     port = free_port()

@@ -5,7 +5,9 @@ is ``<batch id>:<first index>``, so enqueuing a batch twice (a replayed submissi
 A chunk that raises (Redis failing under the worker) is retried with exponential backoff, not at once, so a blip
 does not burn every retry in milliseconds; the worker settles the items of a chunk's last attempt itself. A chunk
 whose worker died on its last attempt is settled by whichever worker's sweep finds it (``PatientQueue.on_lost``).
-A worker that is stopping claims nothing more (``PatientQueue.stop_claiming``).
+A worker that is stopping claims nothing more (``PatientQueue.stop_claiming``). A job the sweep takes for a dead
+worker's is re-queued without cancelling the worker that may still run it (``PatientQueue.abort``): a chunk runs
+twice at worst, and each item is recorded once.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = ["CHUNK_TASK", "BatchQueue", "PatientQueue", "chunk_key", "chunks", "o
 
 CHUNK_TASK = "extract_chunk"
 _WINDOW = 16
+_NO_WAIT_S = 0.01  # how long SAQ's sweep waits for a job to end after its abort (0 would be forever)
 
 # KEYS: active, queued. ARGV: job id. The inverse of the dequeue's BLMOVE (queued LEFT -> active RIGHT): a job that a
 # stopping worker took but will not run goes back to the head of the queue, unless the sweep already moved it.
@@ -73,6 +76,28 @@ class PatientQueue(RedisQueue):
         """A stopping worker takes no more jobs: each dequeue waits its timeout and answers "no job"; a job that a
         dequeue already in flight brings back is put back at the head of the queue, untouched (no attempt spent)."""
         self._claiming = False
+
+    async def sweep(self, lock: int = 60, abort: float = 5.0) -> list[str]:
+        """SAQ's sweep, without waiting for the end of an abort that ``abort`` below never signals."""
+        swept: list[str] = await super().sweep(lock, abort=_NO_WAIT_S)
+        return swept
+
+    async def abort(self, job: Job, error: str, ttl: float = 5) -> None:
+        """SAQ's, except for a job the sweep takes for a dead worker's: that one only leaves the active list, and the
+        sweep then re-queues it (or, on its last attempt, hands it to ``on_lost``).
+
+        The sweep cannot tell a dead worker from a live one starved past its heartbeat, or one that has taken the
+        job and not yet marked it active. SAQ would signal the abort: the live worker cancels its chunk, leaving its
+        items running for the re-delivery, and finishes the job as aborted, which deletes the job (and drops it
+        from the schedule even after the sweep re-queued it). The chunk then had no job and its batch never ended
+        (bench/fleet.py, 8 workers on 2 loaded cores; tests/integration/test_batches_sweep.py). Left alone, a live
+        worker finishes its items while the re-queued job claims the same ones, and each item is recorded once.
+        """
+        if error != self.swept_error_message:
+            await super().abort(job, error, ttl)
+            return
+        await self.redis.lrem(self._active, 0, job.id)
+        log.warning("batch queue: chunk %s looked abandoned (%s): handed out again", job.key, job.status.value)
 
     async def finish(
         self, job: Job, status: Status, *, result: Any = None, error: str | None = None, **kwargs: Any

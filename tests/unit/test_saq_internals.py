@@ -1,9 +1,9 @@
 """The parts of SAQ below its public API that ``extractor/jobs/queue.py`` and ``jobs/worker.py`` rely on.
 
-``PatientQueue`` overrides ``dequeue``, ``finish``, ``retry`` and ``disconnect``, reads ``_active``, ``_queued`` and
-``_pubsub``, and hooks the sweep's give-up through ``swept_error_message``; the worker reads ``job_task_contexts``
-and clears ``SIGNALS``; the KEDA scaler watches SAQ's queued list by name.
- pyproject.toml pins SAQ to the versions these were checked against:
+``PatientQueue`` overrides ``dequeue``, ``finish``, ``retry``, ``disconnect``, ``sweep`` and ``abort``, reads
+``_active``, ``_queued`` and ``_pubsub``, and hooks the sweep's give-up through ``swept_error_message``; the worker
+reads ``job_task_contexts`` and clears ``SIGNALS``; the KEDA scaler watches SAQ's queued list by name.
+pyproject.toml pins SAQ to the versions these were checked against:
 when a new SAQ changes one of them, this fails, and the pin is moved only once the override is brought in line.
 """
 
@@ -50,6 +50,17 @@ OVERRIDDEN: dict[str, list[tuple[str, Any, Any]]] = {
         ("error", _P.POSITIONAL_OR_KEYWORD, _P.empty),
     ],
     "disconnect": [("self", _P.POSITIONAL_OR_KEYWORD, _P.empty)],
+    "sweep": [
+        ("self", _P.POSITIONAL_OR_KEYWORD, _P.empty),
+        ("lock", _P.POSITIONAL_OR_KEYWORD, 60),
+        ("abort", _P.POSITIONAL_OR_KEYWORD, 5.0),
+    ],
+    "abort": [
+        ("self", _P.POSITIONAL_OR_KEYWORD, _P.empty),
+        ("job", _P.POSITIONAL_OR_KEYWORD, _P.empty),
+        ("error", _P.POSITIONAL_OR_KEYWORD, _P.empty),
+        ("ttl", _P.POSITIONAL_OR_KEYWORD, 5),
+    ],
 }
 
 
@@ -105,6 +116,12 @@ def test_the_sweep_gives_up_on_a_job_through_finish_with_its_swept_message() -> 
     sweep = _code(RedisQueue.sweep)
     assert "ifjob.retryable:awaitself.retry(job,error=self.swept_error_message)" in sweep
     assert "else:awaitself.finish(job,Status.ABORTED,error=self.swept_error_message)" in sweep
+    # PatientQueue.abort only takes a swept job out of the active list, and its sweep waits for no abort: right
+    # while the sweep aborts, waits ``abort`` seconds at most, then re-queues or finishes
+    order = ["awaitself.abort(job,error=self.swept_error_message)", "awaitjob.refresh(abort)", "ifjob.retryable:"]
+    assert all(step in sweep for step in order)
+    assert [sweep.index(step) for step in order] == sorted(sweep.index(step) for step in order)
+    assert "exceptasyncio.TimeoutError:" in sweep
     assert isinstance(Queue.swept_error_message, property)
     assert isinstance(open_queue("redis://127.0.0.1:6379/0").swept_error_message, str)
 
