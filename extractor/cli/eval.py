@@ -126,19 +126,21 @@ class _EvalRequest:
 
 
 def _read_baseline(path: Path, cases: Sequence[Any], option: str = "--baseline") -> tuple[EvalRun, str]:
-    """The run saved in ``path`` (``extractor eval --json``), checked to be of the same documents in the same order."""
+    """The run saved in ``path`` (``extractor eval --json``), its outcomes of ``cases``: it must hold every one of
+    them (it may hold more: a run of a whole set scored on a subset of it)."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
         run = EvalRun.from_json(document["run"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         problem = f"{path} is not the --json output of extractor eval ({exc})"
         raise click.BadParameter(problem, param_hint=option) from exc
-    if [o.id for o in run.outcomes] != [case.id for case in cases]:
+    selected = run.of([case.id for case in cases])
+    if selected is None:
         raise click.BadParameter(
-            f"{path} scored other documents (or in another order): run both on the same --data, --limit and --seed",
+            f"{path} did not score every document of --data: run it on the same documents (or on more of them)",
             param_hint=option,
         )
-    return run, f"baseline {path} ({document.get('config', 'unknown configuration')})"
+    return selected, f"baseline {path} ({document.get('config', 'unknown configuration')})"
 
 
 def _read_definition(path: Path) -> SchemaDefinition:
@@ -290,7 +292,8 @@ def _run_line(run: Mapping[str, Any]) -> str:
     "--rescore",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="Score an earlier --json output again instead of running (with --baseline: compare two saved runs).",
+    help="Score an earlier --json output again instead of running, on the --data documents (all of them or a "
+    "subset of its own); with --baseline: compare two saved runs.",
 )
 @click.option(
     "--timeout",

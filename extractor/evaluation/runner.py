@@ -220,6 +220,15 @@ class EvalRun:
             "outcomes": [_outcome_json(o) for o in self.outcomes],
         }
 
+    def of(self, ids: Sequence[str]) -> EvalRun | None:
+        """The outcomes of ``ids``, in that order (a saved run scored on a subset of its documents); None when one
+        of them is not in this run. Its time is the sum of their latencies: exact for a run one at a time."""
+        by_id = {outcome.id: outcome for outcome in self.outcomes}
+        if not all(each in by_id for each in ids):
+            return None
+        outcomes = [by_id[each] for each in ids]
+        return EvalRun(outcomes, sum(o.latency_ms for o in outcomes) / 1000, _counts(outcomes))
+
     @classmethod
     def from_json(cls, document: Mapping[str, Any]) -> EvalRun:
         """A run read back from :meth:`to_json` (``extractor eval --baseline``): its outcomes, counts and time."""
@@ -265,8 +274,11 @@ async def run_eval(
     gate = asyncio.Semaphore(max(1, concurrency))
     start = time.perf_counter()
     outcomes = await asyncio.gather(*(_one(backend, schema_ref, case, options, gate) for case in cases))
-    counts = {status: sum(1 for o in outcomes if o.status == status) for status in ("ok", "empty", "failed")}
-    return EvalRun(list(outcomes), time.perf_counter() - start, counts)
+    return EvalRun(list(outcomes), time.perf_counter() - start, _counts(outcomes))
+
+
+def _counts(outcomes: Sequence[Outcome]) -> dict[str, int]:
+    return {status: sum(1 for o in outcomes if o.status == status) for status in ("ok", "empty", "failed")}
 
 
 def _scores(

@@ -77,4 +77,26 @@ def test_a_saved_run_of_other_documents_is_refused(tmp_path: Path) -> None:
     other = saved(tmp_path / "other.json", [outcome("u1", "empty")])
     result = CliRunner().invoke(eval_command, ["--schema", "receipt", "--data", str(data), "--rescore", str(other)])
     assert result.exit_code == 2
-    assert "scored other documents" in result.output
+    assert "did not score every document of --data" in result.output
+
+
+def test_a_saved_run_is_scored_on_a_subset_of_its_documents(tmp_path: Path) -> None:
+    """A run of a whole set (the Kleister-NDA split) scored on part of it (the contracts that fit in one prompt)."""
+    data = tmp_path / "subset.jsonl"
+    data.write_text(json.dumps(CASES[2]) + "\n" + json.dumps(CASES[0]) + "\n", encoding="utf-8")
+    whole = saved(
+        tmp_path / "whole.json",
+        [
+            outcome("r1", "ok", {"merchant": "ACME Market", "total": 3.7}),
+            outcome("u1", "ok", {"merchant": "jazz", "total": None}),
+            outcome("u2", "empty"),
+        ],
+    )
+    args = ["--schema", "receipt", "--data", str(data), "--rescore", str(whole), "--json"]
+    result = CliRunner().invoke(eval_command, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert [o["id"] for o in out["run"]["outcomes"]] == ["u2", "r1"]  # the --data documents, in their order
+    assert out["run"]["counts"] == {"ok": 1, "empty": 1, "failed": 0}
+    assert out["empty"]["unrelated_empty"]["value"] == 1.0  # u1, answered ok, is not among them
+    assert out["report"]["overall"]["recall"]["value"] == 1.0
