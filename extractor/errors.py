@@ -19,6 +19,7 @@ __all__ = [
     "ChunkAbandonedError",
     "CircuitOpenError",
     "ConflictError",
+    "ContextOverflowError",
     "DeadlineExceededError",
     "ExtractionFailedError",
     "ExtractorError",
@@ -182,6 +183,19 @@ class UpstreamError(ExtractorError):
     title = "Model endpoint error"
 
 
+class ContextOverflowError(UpstreamError):
+    """The endpoint refused a prompt as longer than its context window, and said how long that is (``window``)."""
+
+    code = "context-overflow"
+    title = "Prompt longer than the model's context window"
+
+    @property
+    def window(self) -> int | None:
+        """The window the endpoint named (raised with ``window=``)."""
+        value = self.extra.get("window")
+        return value if isinstance(value, int) else None
+
+
 class UpstreamRateLimitedError(UpstreamError):
     code = "upstream-rate-limited"
     title = "Model endpoint rate limited"
@@ -280,6 +294,7 @@ PROBLEM_TABLE: dict[type[ExtractorError], _Entry] = {
     IncompleteExtractionError: _Entry(422, "Some parts of a long document failed (`require_complete`)"),
     SchemaTooLargeError: _Entry(422, "The schema's prompt leaves the document no room in the model's window"),
     UpstreamError: _Entry(502, "The model endpoint failed or refused the request"),
+    ContextOverflowError: _Entry(502, "The model endpoint refused a prompt as longer than its window, twice"),
     UpstreamUnavailableError: _Entry(502, "The model endpoint answered that it is unavailable"),
     UpstreamRateLimitedError: _Entry(503, "The model endpoint is rate-limiting; see Retry-After"),
     ModelUnavailableError: _Entry(503, "The model cannot be reached; see Retry-After"),

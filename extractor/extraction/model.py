@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import random
+import re
 import time
 import urllib.parse
 import urllib.request
@@ -34,6 +35,7 @@ from opentelemetry.semconv.attributes import error_attributes, server_attributes
 from opentelemetry.trace import Span, SpanKind
 
 from extractor.errors import (
+    ContextOverflowError,
     DeadlineExceededError,
     ModelUnavailableError,
     UpstreamError,
@@ -112,6 +114,27 @@ def _error_message(body: bytes) -> str:
     return body[:200].decode("utf-8", "replace") or "(empty body)"
 
 
+_WINDOW_REFUSED = re.compile(r"maximum context length is (\d+) tokens", re.IGNORECASE)
+"""How OpenAI, vLLM and llama-cpp-python refuse a prompt that does not fit: "This model's maximum context length
+is 4096 tokens. However, you requested 10713 tokens (...)"."""
+
+
+def refused_window(body: bytes) -> int | None:
+    """The context window an endpoint named when it refused a prompt as too long; None for any other answer.
+    llama.cpp's own server says it with ``"type": "exceed_context_size_error"`` and ``"n_ctx"``."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(error, dict) and error.get("type") == "exceed_context_size_error":
+        n_ctx = error.get("n_ctx")
+        if isinstance(n_ctx, int) and not isinstance(n_ctx, bool) and n_ctx > 0:
+            return n_ctx
+    match = _WINDOW_REFUSED.search(_error_message(body))
+    return int(match.group(1)) if match else None
+
+
 def status_error(status: int, headers: Mapping[str, str], body: bytes, *, expected: bool = False) -> UpstreamError:
     """The domain error of an HTTP error answer from the model endpoint. Its own message is logged, not passed on:
     it may name internals of the endpoint that callers of this service should not see. An ``expected`` answer (a
@@ -125,6 +148,12 @@ def status_error(status: int, headers: Mapping[str, str], body: bytes, *, expect
         return UpstreamRateLimitedError(detail, retry_after=wait or 1.0)
     if status >= 500:
         return UpstreamUnavailableError(detail, retry_after=wait)
+    if status == 400 and (window := refused_window(body)) is not None:
+        return ContextOverflowError(
+            f"the model endpoint refused the prompt as longer than its {window}-token context window; set "
+            f"EXTRACTOR_MODEL_CONTEXT_TOKENS={window} (or less) so that documents are split to fit it",
+            window=window,
+        )
     return UpstreamError(detail, upstream_status=status)
 
 

@@ -92,6 +92,23 @@ class PartPlanner:
                     self._window = window
         return self._window, self._counter
 
+    def narrow(self, tokens: int) -> bool:
+        """The endpoint refused a prompt as longer than its ``tokens``-token window: plan with that window from now
+        on. False when the window was not larger (the refusal has another cause; planning again would not help)."""
+        if self._window is not None and tokens >= self._window.tokens:
+            return False
+        was = "unknown" if self._window is None else f"{self._window.tokens} tokens ({self._window.source})"
+        log.warning(
+            "the model endpoint refused a prompt as longer than its %d-token context window (the window was taken "
+            "to be %s): documents are split for %d tokens from now on; set EXTRACTOR_MODEL_CONTEXT_TOKENS=%d",
+            tokens,
+            was,
+            tokens,
+            tokens,
+        )
+        self._window = ContextWindow(tokens, "the endpoint's refusal of a longer prompt")
+        return True
+
     async def plan(self, schema: CompiledSchema, level: EnforcementLevel, text: str, model: str) -> Plan:
         """The parts ``text`` is extracted in; raises ``SchemaTooLargeError`` when no document fits at all."""
         window, counter = await self._endpoint(model)

@@ -23,6 +23,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from extractor.errors import (
+    ContextOverflowError,
     ExtractionFailedError,
     ExtractorError,
     IncompleteExtractionError,
@@ -106,7 +107,6 @@ class _PartRun:
     schema: CompiledSchema
     level: EnforcementLevel
     options: ResolvedOptions
-    budget: Budget
     gate: ModelGate | None
     report: ExtractionReport
     events: EventSink | None = None
@@ -291,25 +291,38 @@ class ExtractionService:
             level = await self._prober.level()
         report.enforcement = level.value
         self._metrics.enforcement(self._endpoint, level.value)
-        with self._tracing.span("extractor.split"):
-            plan = await self._planner.plan(schema, level, text, model_name)
-        report.parts = len(plan.parts)
-        clock.lap("split")
-        prompt: list[Message] | None = None
-        if len(plan.parts) == 1:
-            attempts = await self._call_until_valid(
-                schema, text, level, resolved, clock, model_gate, report, plan.budget, events
-            )
-            await self._sample(schema, level, resolved, attempts[0], model_gate, report, plan.budget)
-            result = self._finish(schema, text, model_name, level, attempts, resolved, clock, report)
-            prompt = attempts[0].messages[:2]
-        else:
-            run = _PartRun(schema, level, resolved, plan.budget, model_gate, report, events)
-            result = await self._extract_parts(run, plan, model_name, clock, require_complete=options.require_complete)
+        run = _PartRun(schema, level, resolved, model_gate, report, events)
+        try:
+            result, prompt = await self._extract_planned(run, text, model_name, clock, options.require_complete)
+        except ContextOverflowError as exc:
+            if exc.window is None or not self._planner.narrow(exc.window):
+                raise
+            # The endpoint named a smaller window than we knew: plan again within it (once per process).
+            result, prompt = await self._extract_planned(run, text, model_name, clock, options.require_complete)
         if options.cache and result.complete:
             with self._tracing.span("extractor.cache.write"):
                 await self._remember(tenant, digest, prompt, result)
         return result
+
+    async def _extract_planned(
+        self, run: _PartRun, text: str, model_name: str, clock: _Clock, require_complete: bool
+    ) -> tuple[ExtractionResult, list[Message] | None]:
+        """Plan the parts of ``text``, extract them, and return the result with the prompt of a one-part answer."""
+        schema, level, report = run.schema, run.level, run.report
+        with self._tracing.span("extractor.split"):
+            plan = await self._planner.plan(schema, level, text, model_name)
+        report.parts = len(plan.parts)
+        clock.lap("split")
+        if len(plan.parts) > 1:
+            result = await self._extract_parts(run, plan, model_name, clock, require_complete=require_complete)
+            return result, None
+        resolved, gate = run.options, run.gate
+        attempts = await self._call_until_valid(
+            schema, text, level, resolved, clock, gate, report, plan.budget, run.events
+        )
+        await self._sample(schema, level, resolved, attempts[0], gate, report, plan.budget)
+        result = self._finish(schema, text, model_name, level, attempts, resolved, clock, report)
+        return result, attempts[0].messages[:2]
 
     async def _lookup(self, tenant: str, digest: str, report: ExtractionReport) -> str | None:
         with self._tracing.span("extractor.cache") as span:
@@ -568,7 +581,7 @@ class ExtractionService:
         permits = asyncio.Semaphore(self._settings.part_concurrency)
         progress = PartProgress(run.events, run.schema, len(plan.parts))
         outcomes: list[_PartOutcome] = await _all_or_none(
-            [progress.track(self._extract_part(run, part, permits)) for part in plan.parts]
+            [progress.track(self._extract_part(run, part, plan.budget, permits)) for part in plan.parts]
         )
         clock.lap("parts")
         failures = [outcome for outcome in outcomes if outcome.error is not None]
@@ -622,13 +635,15 @@ class ExtractionService:
             empty_reason=run.report.reason,
         )
 
-    async def _extract_part(self, run: _PartRun, part: Part, permits: asyncio.Semaphore) -> _PartOutcome:
+    async def _extract_part(
+        self, run: _PartRun, part: Part, budget: Budget, permits: asyncio.Semaphore
+    ) -> _PartOutcome:
         """One part: call until valid, then ground in the part's own text (the merge maps spans to the original)."""
         async with permits:
             clock = _Clock()
             try:
                 state, data = await self._call_until_valid(
-                    run.schema, part.text, run.level, run.options, clock, run.gate, run.report, run.budget
+                    run.schema, part.text, run.level, run.options, clock, run.gate, run.report, budget
                 )
             except ExtractionFailedError as exc:
                 usage = Usage.model_validate(exc.extra.get("usage") or {})

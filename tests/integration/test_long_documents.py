@@ -236,3 +236,46 @@ async def test_a_schema_whose_prompt_leaves_no_room_is_a_422_that_says_so(client
     assert problem["type"] == "schema-too-large"
     assert "300-token window" in problem["detail"]
     assert "EXTRACTOR_EXTRACTION__MAX_TOKENS" in problem["detail"]
+
+
+@pytest.mark.parametrize("settings", [make_settings(redis_url=URL, extraction={"max_tokens": 128})])
+async def test_a_window_the_endpoint_names_in_a_refusal_is_learned_and_the_document_split_for_it(
+    client: AsyncTestClient[Any], fake_model: FakeModel
+) -> None:
+    """An endpoint that reports no window (taken as 8,192 tokens) but holds 900: its refusal of the first, whole
+    prompt names the window, and the same request is planned again within it, not answered 502."""
+    await _register(client)
+    fake_model.context_window = 900
+    long_text = "\n\n".join([PARAGRAPHS[0], *(PARAGRAPHS[2:] * 40), PARAGRAPHS[1]])  # about 2,500 tokens
+    response = await _extract(client, text=long_text)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["parts"] > 2
+    assert body["data"]["company"] == "ACME Corporation"
+    assert body["data"]["total"] == 120.5  # both paragraphs' parts answered and merged
+    assert fake_model.refused == 1  # the first prompt only
+    for request in fake_model.requests:
+        assert prompt_size(request) + request["max_tokens"] <= 900
+    again = await _extract(client, text=long_text + " Once more.")
+    assert again.status_code == 200, again.text
+    assert fake_model.refused == 1  # the window is known now: nothing more is refused
+
+
+@pytest.mark.parametrize(
+    "settings", [make_settings(redis_url=URL, model_context_tokens=900, extraction={"max_tokens": 128})]
+)
+async def test_a_refusal_naming_no_smaller_window_is_a_502_that_says_what_to_set(
+    client: AsyncTestClient[Any], fake_model: FakeModel
+) -> None:
+    """The window was set to 900 and the endpoint refuses a prompt planned within it, naming 900 (its tokenizer
+    counts more than ours): planning again would not help, so the answer says which setting to lower."""
+    await _register(client)
+    fake_model.steps.clear()
+    fake_model.too_long(900)
+    response = await _extract(client)
+    assert response.status_code == 502, response.text
+    problem = response.json()
+    assert problem["type"] == "context-overflow"
+    assert problem["window"] == 900
+    assert "EXTRACTOR_MODEL_CONTEXT_TOKENS=900 (or less)" in problem["detail"]
+    assert fake_model.refused == 1  # not sent again

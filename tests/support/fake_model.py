@@ -127,6 +127,10 @@ class FakeModel:
     """Streamed answers the client closed before their end."""
     hang_up: threading.Event = field(default_factory=threading.Event)
     """Set when a client closes a streamed answer before its end."""
+    context_window: int | None = None
+    """When set, a chat request whose prompt (``prompt_size``) and ``max_tokens`` exceed it is refused with 400, in
+    the words of OpenAI, vLLM and llama-cpp-python; the refusals are counted in ``refused``."""
+    refused: int = 0
 
     def reply(self, content: str | dict[str, Any], *, finish_reason: str = "stop", tokens: int = 10) -> FakeModel:
         text = content if isinstance(content, str) else json.dumps(content)
@@ -146,6 +150,11 @@ class FakeModel:
 
     def fail(self, status: int, headers: dict[str, str] | None = None) -> FakeModel:
         self.steps.append(("fail", status, headers or {}))
+        return self
+
+    def too_long(self, window: int) -> FakeModel:
+        """Refuse the call as longer than a ``window``-token context, whatever its length."""
+        self.steps.append(("too_long", window))
         return self
 
     def time_out(self) -> FakeModel:
@@ -178,7 +187,14 @@ class FakeModel:
             return model_list()
         if not request.url.path.endswith("/chat/completions"):  # /props, /tokenize: not an OpenAI endpoint's
             return httpx2.Response(404, json={"error": {"message": "not found", "type": "invalid_request_error"}})
-        self.requests.append(json.loads(request.content))
+        body = json.loads(request.content)
+        if (
+            self.context_window is not None
+            and prompt_size(body) + int(body.get("max_tokens") or 0) > self.context_window
+        ):
+            self.refused += 1
+            return _too_long(body, self.context_window)
+        self.requests.append(body)
         step: tuple[Any, ...] = (
             self.steps[min(len(self.requests), len(self.steps)) - 1] if self.steps else ("reply", "{}", "stop", 1)
         )
@@ -187,6 +203,9 @@ class FakeModel:
             raise httpx2.ReadTimeout("scripted timeout", request=request)
         if kind == "raw":
             return httpx2.Response(200, content=step[2], headers={"content-type": step[1]})
+        if kind == "too_long":
+            self.refused += 1
+            return _too_long(self.requests[-1], step[1])
         if kind == "fail":
             body = {"error": {"message": f"scripted {step[1]}", "type": "server_error"}}
             return httpx2.Response(step[1], json=body, headers=step[2])
@@ -225,6 +244,18 @@ class FakeModel:
             if not finished:
                 self.hung_up += 1
                 self.hang_up.set()
+
+
+def _too_long(body: dict[str, Any], window: int) -> httpx2.Response:
+    """A 400 refusal of a prompt longer than the context, in the words of OpenAI, vLLM and llama-cpp-python."""
+    prompt, answer = prompt_size(body), int(body.get("max_tokens") or 0)
+    message = (
+        f"This model's maximum context length is {window} tokens. However, you requested {prompt + answer} tokens "
+        f"({prompt} in the messages, {answer} in the completion). Please reduce the length of the messages or "
+        "completion."
+    )
+    error = {"message": message, "type": "invalid_request_error", "code": "context_length_exceeded"}
+    return httpx2.Response(400, json={"error": error})
 
 
 def prompt_size(body: dict[str, Any]) -> int:

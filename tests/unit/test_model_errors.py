@@ -28,6 +28,37 @@ def test_every_error_status_maps_to_a_5xx_never_500(status: int) -> None:
     assert code == (503 if status == 429 else 502)
 
 
+@pytest.mark.parametrize(
+    ("body", "window"),
+    [
+        # OpenAI, vLLM, and llama-cpp-python's server (which words llama.cpp's refusal the same way)
+        (
+            b'{"error": {"message": "This model\'s maximum context length is 4096 tokens. However, you requested '
+            b'10713 tokens (9689 in the messages, 1024 in the completion).", "type": "invalid_request_error"}}',
+            4096,
+        ),
+        # llama.cpp's own server
+        (
+            b'{"error": {"code": 400, "message": "the request exceeds the available context size, try increasing '
+            b'it", "type": "exceed_context_size_error", "n_prompt_tokens": 5000, "n_ctx": 2048}}',
+            2048,
+        ),
+        (b'{"error": {"message": "Invalid value for temperature", "type": "invalid_request_error"}}', None),
+        (b"maximum context length is many tokens", None),
+    ],
+)
+def test_a_refusal_of_a_long_prompt_names_the_window(body: bytes, window: int | None) -> None:
+    mapped = status_error(400, {}, body)
+    if window is None:
+        assert type(mapped) is errors.UpstreamError
+        return
+    assert isinstance(mapped, errors.ContextOverflowError)
+    assert mapped.window == window
+    assert mapped.problem().document()["window"] == window
+    assert f"EXTRACTOR_MODEL_CONTEXT_TOKENS={window}" in mapped.detail
+    assert status_for(mapped) == 502
+
+
 def test_transport_faults_map_to_503_and_504() -> None:
     assert status_for(errors.ModelUnavailableError("x")) == 503
     assert status_for(errors.UpstreamTimeoutError("x")) == 504
