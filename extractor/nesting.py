@@ -24,17 +24,20 @@ class TooDeepError(ValueError):
 
 
 def depth_of(value: Any, stop_after: int | None = None) -> int:
-    """Levels of objects and arrays in ``value`` (a scalar is 0, ``[]`` is 1); stops counting past ``stop_after``."""
+    """Levels of objects and arrays in ``value`` (a scalar is 0, ``[]`` is 1); stops counting past ``stop_after``.
+    Only containers go on the stack: a model's answer is mostly scalars, and this runs on every answer."""
+    if not isinstance(value, dict | list):
+        return 0
     deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
+    stack: list[tuple[dict[Any, Any] | list[Any], int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, dict | list):
-            depth += 1
-            deepest = max(deepest, depth)
+        if depth > deepest:
+            deepest = depth
             if stop_after is not None and deepest > stop_after:
                 return deepest
-            stack.extend((child, depth) for child in (node.values() if isinstance(node, dict) else node))
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
     return deepest
 
 

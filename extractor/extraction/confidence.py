@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 import pydantic_core
@@ -132,8 +131,11 @@ def score_fields(
         )
         if agreements is not None:
             confidence *= agreements.get(pointer, 1.0)
-        base = grounding or FieldGrounding(span=None, grounded=None, match=None)
-        scored[pointer] = replace(base, confidence=round(min(1.0, max(0.0, confidence)), 4))
+        score = round(min(1.0, max(0.0, confidence)), 4)
+        if grounding is None:
+            scored[pointer] = FieldGrounding(span=None, grounded=None, match=None, confidence=score)
+        else:  # not dataclasses.replace: it costs several times more, once per value of every answer
+            scored[pointer] = FieldGrounding(grounding.span, grounding.grounded, grounding.match, score)
     return scored
 
 
