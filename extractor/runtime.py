@@ -127,6 +127,7 @@ async def open_runtime(
         tracing=tracing,
         metrics=ExtractionMetrics(settings.metrics),
         context_tokens=settings.model_context_tokens,
+        identity=settings.model_identity,
     )
     store = BatchStore(redis, settings.jobs.ttl_s)
     readiness = ReadinessChecks(redis, model, _problem_of(supervisor, REDIS))

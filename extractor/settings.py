@@ -157,6 +157,11 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, description="Shared Redis; unset: `extractor serve` starts a bundled one.")
     data_dir: Path = Field(Path(".extractor"), description="Bundled Redis data and logs.")
     model_base_url: str | None = Field(None, description="OpenAI-compatible endpoint; unset: the bundled model.")
+    model_identity: str | None = Field(
+        None,
+        description="What the result cache knows the endpoint by; unset: its base URL. Set it when the URL changes "
+        "and the model behind it does not (a new port, a proxy); the bundled model's is its weights file.",
+    )
     model_api_key: SecretStr = SecretStr("not-needed")
     model_name: str | None = Field(None, description="Model id; unset: the first one the endpoint lists.")
     model_timeout_s: float = Field(60.0, gt=0)

@@ -46,8 +46,9 @@ def stored_status(stored: str) -> str:
 def cache_digest(
     *, schema_hash: str, endpoint: str, model: str, prompt_version: str, options: Mapping[str, Any], text: str
 ) -> str:
-    """sha256 over the schema's content hash, the model endpoint (its base URL: two endpoints may serve different
-    weights under one model name), model, prompt version, resolved options and the text's own sha256."""
+    """sha256 over the schema's content hash, the model endpoint (its identity, by default its base URL: two
+    endpoints may serve different weights under one model name), model, prompt version, resolved options and the
+    text's own sha256."""
     text_hash = hashlib.sha256(text.encode()).hexdigest()
     material = [FORMAT, schema_hash, endpoint, model, prompt_version, sorted(options.items()), text_hash]
     return hashlib.sha256(pydantic_core.to_json(material)).hexdigest()

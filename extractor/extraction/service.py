@@ -180,8 +180,10 @@ class ExtractionService:
         tracing: Tracing | None = None,
         metrics: ExtractionMetrics | None = None,
         context_tokens: int | None = None,
+        identity: str | None = None,
     ) -> None:
-        """``context_tokens``: the model's context window, when the settings know it (else the endpoint is asked)."""
+        """``context_tokens``: the model's context window, when the settings know it (else the endpoint is asked);
+        ``identity``: what the result cache knows the endpoint by (else its base URL)."""
         self._registry = registry
         self._model = model
         self._prober = prober
@@ -191,6 +193,7 @@ class ExtractionService:
         self._tracing = tracing or Tracing()
         self._metrics = metrics or ExtractionMetrics()
         self._endpoint = endpoint_label(model.base_url)
+        self._identity = identity or model.base_url
         self._planner = PartPlanner(model, settings, context_tokens=context_tokens)
 
     async def extract(
@@ -276,7 +279,7 @@ class ExtractionService:
         if options.cache:
             digest = cache_digest(
                 schema_hash=schema.version.hash,
-                endpoint=self._model.base_url,
+                endpoint=self._identity,
                 model=model_name,
                 prompt_version=PROMPT_VERSION,
                 options=resolved.model_dump(),

@@ -55,8 +55,15 @@ def start_embedded(settings: Settings, stack: ExitStack) -> tuple[Settings, Supe
         )
         # The server's own window is a hard limit (it does not report it): a larger setting would overflow it.
         window = min(settings.model_context_tokens or server.n_ctx, server.n_ctx)
+        # The cache knows the server by its weights, not by its port, which changes at every start.
+        identity = settings.model_identity or server.identity
         settings = settings.model_copy(
-            update={"model_base_url": url, "model_name": server.model_name, "model_context_tokens": window}
+            update={
+                "model_base_url": url,
+                "model_name": server.model_name,
+                "model_context_tokens": window,
+                "model_identity": identity,
+            }
         )
         defaults: dict[str, object] = {}
         if "grounding" not in settings.extraction.model_fields_set:

@@ -104,6 +104,12 @@ class LocalModelServer(ChildService):
         self._base_url: str | None = None
 
     @property
+    def identity(self) -> str:
+        """What the result cache knows this server by: its weights and window, not its port."""
+        path = self.model_path or find_bundled_model()
+        return f"bundled {self.model_name}: {path.name if path else 'no weights'}, n_ctx {self.n_ctx}"
+
+    @property
     def base_url(self) -> str | None:
         """``http://127.0.0.1:PORT/v1`` while the server runs."""
         return self._base_url if self.alive() else None

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 
-from tests.support.app import make_settings
+from tests.support.app import app_client, make_settings
 from tests.support.fake_model import FakeModel
 
 RECEIPT_TEXT = "ACME Market\n2024-03-05\nBread 2.50\nMilk 1.20\nTOTAL 3.70 EUR\n"
@@ -151,6 +151,21 @@ async def test_repeat_is_a_cache_hit(client: AsyncTestClient[Any], fake_model: F
     other_options = (await extract(client, grounding="off")).json()
     assert other_options["cached"] is False
     assert fake_model.chat_calls == 2
+
+
+@pytest.mark.parametrize(("identity", "hit"), [(None, False), ("the same weights", True)])
+async def test_the_cache_knows_an_endpoint_by_its_identity_when_set(
+    redis: Any, fake_model: FakeModel, identity: str | None, hit: bool
+) -> None:
+    """Each ``app_client`` serves the model on a new port, as the bundled server gets one at every start: keyed by
+    the URL the cache misses; with ``model_identity`` (which the bundled model sets to its weights) it hits."""
+    fake_model.reply(GOOD)
+    settings = make_settings(model_identity=identity)
+    async with app_client(settings, fake_model.handler) as first:
+        assert (await extract(first)).json()["cached"] is False
+    async with app_client(settings, fake_model.handler) as second:
+        assert (await extract(second)).json()["cached"] is hit
+    assert fake_model.chat_calls == (1 if hit else 2)
 
 
 async def test_unknown_schema_404_and_bad_body_400(client: AsyncTestClient[Any]) -> None:

@@ -155,3 +155,14 @@ def test_a_server_that_crashes_on_its_first_generation_is_not_called_ready(
     assert "bash scripts/install" in detail
     assert "generating" in (tmp_path / "model-server.log").read_text()
     assert server.alive() is False
+
+
+def test_the_identity_names_the_weights_and_window_not_the_port(tmp_path: Path) -> None:
+    """What the result cache knows the bundled server by: the same on every start, whatever port it gets."""
+    weights = tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    first = LocalModelServer(model_path=weights, port=free_port(), n_ctx=4096)
+    again = LocalModelServer(model_path=weights, port=free_port(), n_ctx=4096)
+    assert first.identity == again.identity
+    assert "SmolLM2-135M-Instruct.Q4_1.gguf" in first.identity
+    assert str(first.port) not in first.identity
+    assert LocalModelServer(model_path=weights, n_ctx=8192).identity != first.identity
