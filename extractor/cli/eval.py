@@ -22,6 +22,7 @@ from extractor.errors import ExtractorError
 from extractor.evaluation.calibration import calibration, compare_calibration
 from extractor.evaluation.emptiness import compare_empty, empty_report
 from extractor.evaluation.export import write_export
+from extractor.evaluation.progress import ProgressFile
 from extractor.evaluation.runner import (
     Backend,
     EvalRun,
@@ -123,6 +124,7 @@ class _EvalRequest:
     baseline: Path | None = None  # --baseline: an earlier --json output, the A of the comparison
     rescore: Path | None = None  # --rescore: an earlier --json output scored again instead of running
     timeout_s: float = 300.0  # --timeout: one document's extraction over HTTP
+    resume: Path | None = None  # --resume: outcomes kept as they come, and not run again
 
 
 def _read_baseline(path: Path, cases: Sequence[Any], option: str = "--baseline") -> tuple[EvalRun, str]:
@@ -169,10 +171,11 @@ async def _run_configs(
                 await each.register(request.schema_ref.partition("@")[0], definition)
         properties = await backends[0].properties(request.schema_ref)
         configs = [c for c in (first, second) if c is not None]
+        progress = stack.enter_context(ProgressFile(request.resume)) if request.resume is not None else None
         runs = []
         for each, config in zip(backends, configs, strict=True):
             options = {"cache": request.cache, **config.options}
-            runs.append(await run_eval(each, request.schema_ref, cases, options, request.concurrency))
+            runs.append(await run_eval(each, request.schema_ref, cases, options, request.concurrency, progress))
     return runs, [c.describe() for c in configs], properties
 
 
@@ -296,6 +299,13 @@ def _run_line(run: Mapping[str, Any]) -> str:
     "subset of its own); with --baseline: compare two saved runs.",
 )
 @click.option(
+    "--resume",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Append each document's outcome to FILE as it comes, and do not run again the documents FILE already "
+    "holds: a long run that was stopped goes on where it was (run the same command).",
+)
+@click.option(
     "--timeout",
     "timeout_s",
     type=click.FloatRange(min=1),
@@ -321,6 +331,7 @@ def eval_command(
     compare: tuple[str, ...],
     baseline: Path | None,
     rescore: Path | None,
+    resume: Path | None,
     timeout_s: float,
     no_cache: bool,
     as_json: bool,
@@ -336,6 +347,8 @@ def eval_command(
     second = parse_compare(compare, first)
     if (baseline is not None or rescore is not None) and second is not None:
         raise click.BadParameter("--compare runs a second configuration: not with --baseline or --rescore")
+    if resume is not None and (second is not None or rescore is not None):
+        raise click.BadParameter("--resume keeps the outcomes of one run: not with --compare or --rescore")
     with ExitStack() as stack:
         settings = _start_local(stack) if in_process else None
         request = _EvalRequest(
@@ -354,6 +367,7 @@ def eval_command(
             baseline=baseline,
             rescore=rescore,
             timeout_s=timeout_s,
+            resume=resume,
         )
         try:
             result = asyncio.run(_evaluate(request, first, second))

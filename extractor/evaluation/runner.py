@@ -217,7 +217,7 @@ class EvalRun:
             "seconds": round(self.seconds, 3),
             "median_latency_ms": middle,
             "errors": errors,
-            "outcomes": [_outcome_json(o) for o in self.outcomes],
+            "outcomes": [outcome_json(o) for o in self.outcomes],
         }
 
     def of(self, ids: Sequence[str]) -> EvalRun | None:
@@ -232,21 +232,23 @@ class EvalRun:
     @classmethod
     def from_json(cls, document: Mapping[str, Any]) -> EvalRun:
         """A run read back from :meth:`to_json` (``extractor eval --baseline``): its outcomes, counts and time."""
-        outcomes = [
-            Outcome(
-                str(o["id"]),
-                o["status"],
-                o.get("data"),
-                float(o.get("latency_ms") or 0.0),
-                o.get("error"),
-                {k: float(v) for k, v in (o.get("confidence") or {}).items()},
-            )
-            for o in document.get("outcomes") or []
-        ]
+        outcomes = [outcome_from_json(o) for o in document.get("outcomes") or []]
         return cls(outcomes, float(document.get("seconds") or 0.0), dict(document.get("counts") or {}))
 
 
-def _outcome_json(outcome: Outcome) -> dict[str, Any]:
+def outcome_from_json(o: Mapping[str, Any]) -> Outcome:
+    """One outcome as ``outcome_json`` wrote it."""
+    return Outcome(
+        str(o["id"]),
+        o["status"],
+        o.get("data"),
+        float(o.get("latency_ms") or 0.0),
+        o.get("error"),
+        {k: float(v) for k, v in (o.get("confidence") or {}).items()},
+    )
+
+
+def outcome_json(outcome: Outcome) -> dict[str, Any]:
     return {
         "id": outcome.id,
         "status": outcome.status,
@@ -257,23 +259,47 @@ def _outcome_json(outcome: Outcome) -> dict[str, Any]:
     }
 
 
+class Progress(Protocol):
+    """Where a run keeps its outcomes as they come (``extractor eval --resume``), and the ones it already has."""
+
+    def done(self, case_id: str) -> Outcome | None: ...
+
+    def record(self, outcome: Outcome) -> None: ...
+
+
 async def _one(
-    backend: Backend, schema_ref: str, case: EvalCase, options: Mapping[str, Any], gate: asyncio.Semaphore
+    backend: Backend,
+    schema_ref: str,
+    case: EvalCase,
+    options: Mapping[str, Any],
+    gate: asyncio.Semaphore,
+    progress: Progress | None,
 ) -> Outcome:
+    if progress is not None and (kept := progress.done(case.id)) is not None:
+        return kept
     async with gate:
         start = time.perf_counter()
         answer = await backend.extract(schema_ref, case.text, options)
         latency = (time.perf_counter() - start) * 1000
-        return Outcome(case.id, answer.status, answer.data, latency, answer.error, answer.confidence)
+        outcome = Outcome(case.id, answer.status, answer.data, latency, answer.error, answer.confidence)
+    if progress is not None:
+        progress.record(outcome)
+    return outcome
 
 
 async def run_eval(
-    backend: Backend, schema_ref: str, cases: Sequence[EvalCase], options: Mapping[str, Any], concurrency: int
+    backend: Backend,
+    schema_ref: str,
+    cases: Sequence[EvalCase],
+    options: Mapping[str, Any],
+    concurrency: int,
+    progress: Progress | None = None,
 ) -> EvalRun:
-    """Extract every case with at most ``concurrency`` in flight; outcomes come back in case order."""
+    """Extract every case with at most ``concurrency`` in flight; outcomes come back in case order. With
+    ``progress``, a case it already holds is not run again, and each new outcome is handed to it at once."""
     gate = asyncio.Semaphore(max(1, concurrency))
     start = time.perf_counter()
-    outcomes = await asyncio.gather(*(_one(backend, schema_ref, case, options, gate) for case in cases))
+    outcomes = await asyncio.gather(*(_one(backend, schema_ref, case, options, gate, progress) for case in cases))
     return EvalRun(list(outcomes), time.perf_counter() - start, _counts(outcomes))
 
 

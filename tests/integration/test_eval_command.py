@@ -183,3 +183,38 @@ def test_eval_refuses_a_compare_key_it_cannot_apply(snips_10: Path) -> None:
     result = CliRunner().invoke(eval_command, ["--schema", "snips", "--data", str(snips_10), "--compare", "model=x"])
     assert result.exit_code == 2
     assert "model= works only with --in-process" in result.output
+
+
+def test_a_stopped_eval_resumes_where_it_was(
+    fake_server: str, snips_10: Path, clean_redis: SyncRedis, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``--resume FILE``: the outcomes FILE holds (two, and one line cut short by a stop) are not run again; the
+    others are appended as they come; a second run finds every document done."""
+    monkeypatch.setenv("EXTRACTOR_REDIS_URL", REDIS_URL)
+    monkeypatch.setenv("EXTRACTOR_MODEL_BASE_URL", fake_server)
+    monkeypatch.setenv("EXTRACTOR_MODEL_ENFORCEMENT", "json_schema")
+    ids = [json.loads(line)["id"] for line in snips_10.read_text().splitlines()]
+    progress = tmp_path / "progress.jsonl"
+    kept = [{"id": ids[0], "status": "failed", "data": None, "latency_ms": 5.0, "error": "from the first sitting"}]
+    kept.append({**kept[0], "id": ids[3]})
+    progress.write_text("".join(json.dumps(o) + "\n" for o in kept) + '{"id": "' + ids[5] + '", "sta')
+    args = ["--schema", "snips", "--data", str(snips_10), "--in-process", "--expected-path", "slots", "--no-cache"]
+    args += ["--register-schema", str(SNIPS_SCHEMA), "--json", "--resume", str(progress)]
+
+    result = CliRunner().invoke(eval_command, args, catch_exceptions=False)
+
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["run"]["counts"] == {"ok": 8, "empty": 0, "failed": 2}  # the fake model answers every one it gets
+    errors = {o["id"]: o["error"] for o in out["run"]["outcomes"]}
+    assert errors[ids[0]] == errors[ids[3]] == "from the first sitting"
+    lines = progress.read_text().splitlines()
+    assert len(lines) == 2 + 1 + 8  # the cut line stays, alone on its line, and the other eight follow
+    recorded = [json.loads(line)["id"] for line in lines[3:]]
+    assert sorted(recorded) == sorted(i for n, i in enumerate(ids) if n not in (0, 3))
+
+    again = CliRunner().invoke(eval_command, args, catch_exceptions=False)
+
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["run"]["outcomes"] == out["run"]["outcomes"]
+    assert len(progress.read_text().splitlines()) == 11  # nothing ran
