@@ -92,11 +92,11 @@ class PartPlanner:
                     self._window = window
         return self._window, self._counter
 
-    def narrow(self, tokens: int) -> bool:
+    def narrow(self, tokens: int) -> None:
         """The endpoint refused a prompt as longer than its ``tokens``-token window: plan with that window from now
-        on. False when the window was not larger (the refusal has another cause; planning again would not help)."""
+        on (unless a smaller one is known already)."""
         if self._window is not None and tokens >= self._window.tokens:
-            return False
+            return
         was = "unknown" if self._window is None else f"{self._window.tokens} tokens ({self._window.source})"
         log.warning(
             "the model endpoint refused a prompt as longer than its %d-token context window (the window was taken "
@@ -107,7 +107,6 @@ class PartPlanner:
             tokens,
         )
         self._window = ContextWindow(tokens, "the endpoint's refusal of a longer prompt")
-        return True
 
     async def plan(self, schema: CompiledSchema, level: EnforcementLevel, text: str, model: str) -> Plan:
         """The parts ``text`` is extracted in; raises ``SchemaTooLargeError`` when no document fits at all."""

@@ -295,13 +295,7 @@ class ExtractionService:
         report.enforcement = level.value
         self._metrics.enforcement(self._endpoint, level.value)
         run = _PartRun(schema, level, resolved, model_gate, report, events)
-        try:
-            result, prompt = await self._extract_planned(run, text, model_name, clock, options.require_complete)
-        except ContextOverflowError as exc:
-            if exc.window is None or not self._planner.narrow(exc.window):
-                raise
-            # The endpoint named a smaller window than we knew: plan again within it (once per process).
-            result, prompt = await self._extract_planned(run, text, model_name, clock, options.require_complete)
+        result, prompt = await self._extract_planned(run, text, model_name, clock, options.require_complete)
         if options.cache and result.complete:
             with self._tracing.span("extractor.cache.write"):
                 await self._remember(tenant, digest, prompt, result)
@@ -310,12 +304,31 @@ class ExtractionService:
     async def _extract_planned(
         self, run: _PartRun, text: str, model_name: str, clock: _Clock, require_complete: bool
     ) -> tuple[ExtractionResult, list[Message] | None]:
-        """Plan the parts of ``text``, extract them, and return the result with the prompt of a one-part answer."""
-        schema, level, report = run.schema, run.level, run.report
+        """Plan the parts of ``text``, extract them, and return the result with the prompt of a one-part answer.
+
+        An endpoint that refuses a prompt naming a smaller window than the plan's is taken at its word: the planner
+        keeps that window, and the text is planned again within it, once."""
+        plan = await self._plan(run, text, model_name, clock)
+        try:
+            return await self._extract_plan(run, plan, text, model_name, clock, require_complete)
+        except ContextOverflowError as exc:
+            if exc.window is None or exc.window >= plan.budget.window:
+                raise
+            self._planner.narrow(exc.window)  # a concurrent request may have narrowed it already
+        plan = await self._plan(run, text, model_name, clock)
+        return await self._extract_plan(run, plan, text, model_name, clock, require_complete)
+
+    async def _plan(self, run: _PartRun, text: str, model_name: str, clock: _Clock) -> Plan:
         with self._tracing.span("extractor.split"):
-            plan = await self._planner.plan(schema, level, text, model_name)
-        report.parts = len(plan.parts)
+            plan = await self._planner.plan(run.schema, run.level, text, model_name)
+        run.report.parts = len(plan.parts)
         clock.lap("split")
+        return plan
+
+    async def _extract_plan(
+        self, run: _PartRun, plan: Plan, text: str, model_name: str, clock: _Clock, require_complete: bool
+    ) -> tuple[ExtractionResult, list[Message] | None]:
+        schema, level, report = run.schema, run.level, run.report
         if len(plan.parts) > 1:
             result = await self._extract_parts(run, plan, model_name, clock, require_complete=require_complete)
             return result, None

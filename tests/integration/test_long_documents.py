@@ -279,3 +279,28 @@ async def test_a_refusal_naming_no_smaller_window_is_a_502_that_says_what_to_set
     assert problem["window"] == 900
     assert "EXTRACTOR_MODEL_CONTEXT_TOKENS=900 (or less)" in problem["detail"]
     assert fake_model.refused == 1  # not sent again
+
+
+@pytest.mark.parametrize("settings", [make_settings(redis_url=URL, extraction={"max_tokens": 128})])
+async def test_a_refusal_after_another_request_learned_the_window_still_plans_again(
+    client: AsyncTestClient[Any], fake_model: FakeModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests in flight together: one planned with the window taken as 8,192, and before its call another learned
+    the endpoint's 900. The first is refused too, naming 900, which is no news to the planner by then; the request
+    plans again all the same (its own plan was for 8,192), rather than answering 502."""
+    await _register(client)
+    fake_model.context_window = 900
+    planner = client.app.state.runtime.extraction._planner
+    plan = planner.plan
+
+    async def plan_then_another_learns(*args: Any) -> Any:
+        planned = await plan(*args)
+        planner.narrow(900)  # what the concurrent request did meanwhile
+        return planned
+
+    monkeypatch.setattr(planner, "plan", plan_then_another_learns)
+    long_text = "\n\n".join([PARAGRAPHS[0], *(PARAGRAPHS[2:] * 30), PARAGRAPHS[1]])
+    response = await _extract(client, text=long_text)
+    assert response.status_code == 200, response.text
+    assert response.json()["parts"] > 2
+    assert fake_model.refused == 1
