@@ -37,10 +37,6 @@ class ProgressFile:
         if self._done:
             log.info("%s holds %d outcomes: those documents are not run again", path, len(self._done))
 
-    @property
-    def kept(self) -> int:
-        return len(self._done)
-
     def done(self, case_id: str) -> Outcome | None:
         return self._done.get(case_id)
 
