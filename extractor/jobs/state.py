@@ -73,11 +73,19 @@ return run
 """
 )
 
-# The results hash is created by the first finished item, after the record: it takes the record's remaining life.
+# The results hash is created by the first finished item, after the record: it expires at the record's own
+# deadline (an absolute time written with the record, so both keys go at the same millisecond). A record written
+# before that field existed lends its remaining life instead.
 _EXPIRE_LIKE_RECORD = """
 local function expire_like_record(record, key)
-  local left = redis.call('PTTL', record)
-  if left > 0 and redis.call('PTTL', key) == -1 then redis.call('PEXPIRE', key, left) end
+  if redis.call('PTTL', key) ~= -1 then return end
+  local at = redis.call('HGET', record, 'expires_at_ms')
+  if at then
+    redis.call('PEXPIREAT', key, at)
+  else
+    local left = redis.call('PTTL', record)
+    if left > 0 then redis.call('PEXPIRE', key, left) end
+  end
 end
 """
 
@@ -283,6 +291,8 @@ class BatchStore:
         trace: dict[str, str] | None = None,
     ) -> None:
         """Write a new batch with every item queued (one transaction: a batch exists whole or not at all)."""
+        now = time.time()
+        expires_at_ms = int((now + self._ttl) * 1000)
         record: dict[FieldT, EncodableT] = {
             **({"trace": json.dumps(trace)} if trace else {}),
             "tenant": tenant,
@@ -292,7 +302,8 @@ class BatchStore:
             "chunk_size": chunk_size,
             "digest": digest,
             "state": "active",
-            "created_at": time.time(),
+            "created_at": now,
+            "expires_at_ms": expires_at_ms,
             **dict.fromkeys(COUNTED, 0),
             "queued": len(documents),
         }
@@ -303,7 +314,7 @@ class BatchStore:
                 pipe.rpush(keys.batch_documents(batch_id), *(json.dumps({"id": i, "text": t}) for i, t in documents))
                 pipe.rpush(keys.batch_doc_ids(batch_id), *(doc_id for doc_id, _ in documents))
             for key in _batch_keys(batch_id):
-                pipe.expire(key, self._ttl)
+                pipe.pexpireat(key, expires_at_ms)
             await pipe.execute()
 
     async def ping(self) -> None:

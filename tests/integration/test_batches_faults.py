@@ -120,6 +120,18 @@ async def test_a_failing_item_cancels_its_siblings_and_the_last_attempt_fails_th
     assert 0 < await redis.ttl(keys.batch_results(batch_id)) <= 3600
 
 
+async def test_results_of_a_batch_written_before_the_deadline_field_still_expire(redis: Redis) -> None:
+    # A rolling upgrade: the record came from a version that wrote no ``expires_at_ms``; its results take the
+    # record's remaining life instead of living forever.
+    store = BatchStore(redis, 3600)
+    batch_id = await new_batch(store, 1)
+    await redis.hdel(keys.batch(batch_id), "expires_at_ms")
+    await redis.expire(keys.batch(batch_id), 600)
+    await store.claim(batch_id, 0, 1)
+    assert await store.finish(batch_id, 0, ItemStatus.OK, '{"index": 0}')
+    assert 0 < await redis.ttl(keys.batch_results(batch_id)) <= 600
+
+
 async def test_redis_errors_inside_extraction_are_retried_with_backoff(redis: Redis) -> None:
     store = BatchStore(redis, 3600)
     batch_id = await new_batch(store, 1)
