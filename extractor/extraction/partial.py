@@ -55,6 +55,8 @@ class _Scan:
     """Index where an unfinished number, ``true``, ``false`` or ``null`` starts; -1 if none is open."""
     completed: int = 0
     """Top-level values followed by ``,``: that many keys are complete."""
+    closed_at: int = -1
+    """Index of the last top-level ``,``: the complete fields end there; -1 before the first."""
     expect_key: bool = False
     key_start: int = -1
     last_key: str | None = None
@@ -91,7 +93,10 @@ class PartialReader:
         return current
 
     def snapshot(self) -> PartialObject | None:
-        """The object so far, or None before the top-level ``{`` (or if what is written cannot be JSON)."""
+        """The object so far, or None before the top-level ``{`` (or if what is written cannot be JSON).
+
+        A field being written that cannot be JSON (a raw line break in a string, a key cut inside a nested
+        object) hides only itself: the complete fields before it are still read."""
         scan = self._scan
         if scan.begin < 0:
             return None
@@ -99,7 +104,13 @@ class PartialReader:
         try:
             data = pydantic_core.from_json(self._text[scan.begin : stop], allow_partial="trailing-strings")
         except ValueError:
-            return None
+            if scan.end >= 0:
+                return None
+            complete = self._text[scan.begin : scan.closed_at] + "}" if scan.closed_at >= 0 else "{}"
+            try:
+                data = pydantic_core.from_json(complete)
+            except ValueError:
+                return None
         if not isinstance(data, dict):
             return None
         return PartialObject(data=data, fields=self._states(data))
@@ -164,6 +175,7 @@ def _structural(scan: _Scan, index: int, char: str) -> None:
         scan.scalar_start = -1
         if scan.depth == 1:
             scan.completed += 1
+            scan.closed_at = index
             scan.expect_key = True
     elif char in _SPACE or char == ":":
         scan.scalar_start = -1

@@ -4,7 +4,9 @@ A small model that repeats itself inside one string runs into the token limit; t
 finished and as good as any. ``partial.partial_object`` (the reader of streamed answers) says which top-level fields
 are complete: followed by ``,`` at the top level, so their value can no longer change. Those are kept; the one being
 written is set to null, since its value may be cut short (``"12"`` of ``"125"``), and the fields never reached are
-null as well. The caller validates what is left and says the result was truncated.
+null as well. An answer cut inside its first field keeps nothing: every field is null, and the result says so (it
+is ``empty``, with ``truncated``), rather than losing the request to a 422 that asking again would only repeat.
+The caller validates what is left and says the result was truncated.
 """
 
 from __future__ import annotations
@@ -31,16 +33,14 @@ class Kept:
 
 
 def keep_closed_fields(content: str, properties: Iterable[str]) -> Kept | None:
-    """The complete top-level fields of a cut answer, every other property of the schema null; None when no field
-    was complete (or there is no object)."""
+    """The complete top-level fields of a cut answer, every other property of the schema null; None when the answer
+    is not an object at all."""
     names = list(properties)
     cut_object = partial_object(content, names)
     if cut_object is None:
         return None
     states = {name: cut_object.fields.get(format_pointer([name])) for name in {*names, *cut_object.data}}
     complete = [name for name in cut_object.data if states[name] == FieldState.COMPLETE]
-    if not complete:
-        return None  # cut in its first field: nothing was finished, and "empty" would be a claim about the text
     cut = next((name for name in [*cut_object.data, *names] if states[name] == FieldState.INCOMPLETE), None)
     repairs: list[str] = []
     if cut is not None:

@@ -90,8 +90,22 @@ async def test_always_invalid_ends_in_422_with_output_and_usage(
     assert fake_model.chat_calls == 6, "failures are never cached"
 
 
-async def test_truncation_is_not_reasked(client: AsyncTestClient[Any], fake_model: FakeModel) -> None:
-    fake_model.reply('{"merchant": "ACME', finish_reason="length")
+async def test_an_answer_cut_in_its_first_field_is_empty_and_says_so(
+    client: AsyncTestClient[Any], fake_model: FakeModel
+) -> None:
+    fake_model.reply('{"merchant": "ACME ACME ACME', finish_reason="length")
+    response = await extract(client)
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["empty_reason"], body["truncated"]) == ("empty", "no_values", True)
+    assert "/merchant: cut off at the token limit, set to null" in body["repairs"]
+    assert fake_model.chat_calls == 1  # a truncation is not asked again unchanged
+
+
+async def test_a_cut_answer_that_is_no_object_is_a_truncation_error(
+    client: AsyncTestClient[Any], fake_model: FakeModel
+) -> None:
+    fake_model.reply("Sure! Here is the receipt you asked for, in JSON form, with every", finish_reason="length")
     response = await extract(client)
     assert response.status_code == 422
     assert response.json()["type"] == "output-truncated"

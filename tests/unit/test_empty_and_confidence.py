@@ -96,6 +96,19 @@ def test_presence_needs_one_alternative_grounded() -> None:
     assert not unmet_presence((), only_place, None)  # no rule: as before
 
 
+def test_a_single_character_found_in_the_text_is_no_evidence_of_presence() -> None:
+    rule = presence_rule(RECEIPT)
+    text = "What will the weather be in Kuwait 1 day from now? Lunch at Bob's: 12.50"
+    lone_digit = {"merchant": "Kuwait", "date": None, "total": 1}
+    fields = ground(lone_digit, text)
+    assert fields["/total"].grounded is True  # found: grounding itself is unchanged
+    assert unmet_presence(rule, lone_digit, fields)  # but a "1" is in almost any text
+    real_total = {"merchant": None, "date": None, "total": 12.5}
+    assert not unmet_presence(rule, real_total, ground(real_total, text))
+    no_span = {"/total": FieldGrounding(None, True, MatchKind.NORMALIZED)}
+    assert not unmet_presence(rule, lone_digit, no_span)  # found without a span: counts, as before
+
+
 def test_the_keyword_is_not_sent_to_the_model_and_strings_get_a_length_limit() -> None:
     schema = compiled(RECEIPT)
     assert PRESENCE_KEYWORD not in schema.wire_schema
@@ -208,7 +221,14 @@ def test_a_cut_answer_keeps_its_closed_fields() -> None:
         "not written before the token limit, set to null: date",
     )
     assert keep_closed_fields("no json at all", ["a"]) is None
-    assert keep_closed_fields('{"merchant": "ACME', names) is None  # nothing finished: still a truncation error
+    first = keep_closed_fields('{"merchant": "ACME', names)  # cut in its first field: nothing is kept
+    assert first is not None
+    assert first.data == {"merchant": None, "total": None, "date": None}
+    assert first.cut == "merchant"
+    assert first.repairs == (
+        "/merchant: cut off at the token limit, set to null",
+        "not written before the token limit, set to null: total, date",
+    )
 
 
 def test_salvage_truncated_coerces_and_validates() -> None:

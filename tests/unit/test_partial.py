@@ -195,4 +195,14 @@ def test_the_reader_reports_only_changes() -> None:
 
 def test_what_cannot_be_json_gives_nothing() -> None:
     assert partial_object('{"a": 1, ]') is None
-    assert partial_object('{"a" 1 ') is None
+    assert partial_object('{"a": 1} x') == partial_object('{"a": 1}')  # closed: what follows is ignored
+    assert partial_object('{"a": 1, "b": 2, "c" 3}') is None  # closed but not JSON
+
+
+def test_a_field_that_cannot_be_json_hides_only_itself() -> None:
+    # A small model's answer cut inside a nested key holding a raw line break: the fields before it still count.
+    cut = '{"term": "5 years", "n": 2, "party": [{"name": "Dave", "x\n\ny: \'a\'} ] } {'
+    assert data(cut) == {"term": "5 years", "n": 2}
+    assert states(cut, "term", "n", "party", "date") == {"/term": C, "/n": C, "/party": INC, "/date": P}
+    assert data('{"a" 1 ') == {}
+    assert states('{"a" 1 ', "a", "b") == {"/a": INC, "/b": P}
