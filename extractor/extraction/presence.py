@@ -8,7 +8,8 @@ each a property name or a list of names that must all be present. A receipt, say
     "x-required-for-presence": ["total", ["merchant", "date"]]
 
 is present when it has a total, or a merchant and a date. A field is present when it holds a non-null value and,
-when grounding ran, at least one of its values was found in the text (a field of booleans only: when it is non-null).
+when grounding ran, at least one of its values was found in the text as more than one character (a field of
+booleans only: when it is non-null). A lone digit or letter is in almost every text: finding one proves nothing.
 No keyword: every answer with a value is present, as before. The keyword is ours: it is stripped from the schema
 sent to the model.
 """
@@ -72,7 +73,12 @@ def _present(name: str, data: Mapping[str, Any], fields: Mapping[str, FieldGroun
     checks = [fields.get(p) for p, _ in leaves]
     if all(g is None or g.grounded is None for g in checks):  # booleans: grounding does not apply
         return True
-    return any(g is not None and g.grounded is True for g in checks)
+    return any(g is not None and g.grounded is True and _evidence(g) for g in checks)
+
+
+def _evidence(grounding: FieldGrounding) -> bool:
+    """Found as more than one character (a value found without a span counts)."""
+    return grounding.span is None or grounding.span[1] - grounding.span[0] > 1
 
 
 def unmet_presence(rule: Sequence[Sequence[str]], data: Mapping[str, Any], fields: Mapping[str, Any] | None) -> bool:
