@@ -1,6 +1,6 @@
 """Write, per bundled schema, an evaluation set that mixes relevant documents with unrelated ones (gold all null).
 
-    python -m bench.eval_mix OUT_DIR [--unrelated 40] [--relevant 15] [--openings 20]
+    python -m bench.eval_mix OUT_DIR [--unrelated 40] [--relevant 15] [--openings 20] [--held-out]
 
 Each ``OUT_DIR/SCHEMA_mix.jsonl`` line is ``{"id", "text", "expected", "source"}``; ``expected`` is ``{}`` for an
 unrelated document, so every field's gold is null and the right answer is ``empty``. From ``../shared/data``:
@@ -14,6 +14,10 @@ unrelated document, so every field's gold is null and the right answer is ``empt
   could fairly call contact details.
 - ``snips`` (``bench/snips_schema.json``, one nullable string per slot): ``--relevant`` SNIPS utterances (gold: their
   slots) and ``--openings`` contract openings.
+
+``--held-out`` draws a second set that shares no document with the first at the same sizes: the utterances and
+openings half a step further along, and the next ``--relevant`` shortest contracts (which may need splitting). A rule
+tuned on the first set is measured on this one.
 """
 
 from __future__ import annotations
@@ -65,10 +69,12 @@ def unrelated_openings(records: Sequence[Record]) -> list[Record]:
 def build(snips: Sequence[Record], contracts: Sequence[Record], args: argparse.Namespace) -> dict[str, list[Record]]:
     """Every schema's mix, relevant documents first."""
     by_length = sorted(contracts, key=lambda r: len(str(r["text"])))
-    relevant_contracts, others = by_length[: args.relevant], by_length[args.relevant :]
-    openings = unrelated_openings(spread(others, args.openings))
-    utterances = spread(snips, args.unrelated)
-    relevant_snips = spread(snips, args.relevant, offset=3)
+    first = args.relevant if args.held_out else 0
+    relevant_contracts = by_length[first : first + args.relevant]
+    others = by_length[:first] + by_length[first + args.relevant :]
+    openings = unrelated_openings(spread(others, args.openings, offset=_half_step(others, args.openings, args)))
+    utterances = spread(snips, args.unrelated, offset=_half_step(snips, args.unrelated, args))
+    relevant_snips = spread(snips, args.relevant, offset=3 + _half_step(snips, args.relevant, args))
     mixes: dict[str, list[Record]] = {
         "nda": [_line(r["id"], r["text"], r["expected"], "kleister_nda") for r in relevant_contracts]
         + unrelated_snips(utterances),
@@ -78,6 +84,11 @@ def build(snips: Sequence[Record], contracts: Sequence[Record], args: argparse.N
     for name in _FALSE_POSITIVE_ONLY:
         mixes[name] = unrelated_snips(utterances) + openings
     return mixes
+
+
+def _half_step(records: Sequence[Record], count: int, args: argparse.Namespace) -> int:
+    """0, or with ``--held-out`` half the spacing of ``count`` records drawn from ``records``: between the first's."""
+    return max(1, len(records) // max(count, 1)) // 2 if args.held_out else 0
 
 
 def _write(path: Path, rows: Iterable[Record]) -> int:
@@ -92,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--unrelated", type=int, default=40, help="SNIPS utterances per mix")
     parser.add_argument("--relevant", type=int, default=15, help="relevant documents (nda, snips)")
     parser.add_argument("--openings", type=int, default=20, help="contract openings per mix")
+    parser.add_argument("--held-out", action="store_true", help="a second set, disjoint from the first")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     snips = _records(DATA / "snips" / "eval.jsonl")

@@ -20,7 +20,7 @@ def records(path: Path) -> list[dict[str, object]]:
 def test_each_mix_has_all_null_gold_for_unrelated_documents() -> None:
     snips = records(FIXTURES / "snips" / "eval.jsonl")
     contracts = records(FIXTURES / "kleister_nda" / "shortest_3.jsonl")
-    mixes = build(snips, contracts, argparse.Namespace(unrelated=14, relevant=2, openings=1))
+    mixes = build(snips, contracts, argparse.Namespace(unrelated=14, relevant=2, openings=1, held_out=False))
     assert set(mixes) == {"nda", "receipt", "invoice", "contact", "job_posting", "snips"}
     nda = mixes["nda"]
     assert [row["source"] for row in nda[:2]] == ["kleister_nda", "kleister_nda"]
@@ -34,6 +34,18 @@ def test_each_mix_has_all_null_gold_for_unrelated_documents() -> None:
     assert len(str(receipt[-1]["text"])) <= 1200
     assert all(row["expected"] == {} for row in receipt)
     assert all(isinstance(row["expected"], dict) for row in mixes["snips"])
+
+
+def test_the_held_out_set_shares_no_document_with_the_first() -> None:
+    snips = records(FIXTURES / "snips" / "eval.jsonl")
+    contracts = records(FIXTURES / "kleister_nda" / "shortest_3.jsonl")
+    first = build(snips, contracts, argparse.Namespace(unrelated=14, relevant=1, openings=1, held_out=False))
+    held = build(snips, contracts, argparse.Namespace(unrelated=14, relevant=1, openings=1, held_out=True))
+    for name in first:
+        ids = {row["id"] for row in first[name]}
+        assert ids.isdisjoint(row["id"] for row in held[name]), name
+        assert len(held[name]) == len(first[name])
+    assert held["nda"][0]["source"] == "kleister_nda"  # the next shortest contract is the relevant one
 
 
 def test_opening_cuts_at_a_line_end_and_spread_wraps() -> None:
