@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from redis.exceptions import RedisError
 
@@ -32,7 +32,7 @@ from extractor.errors import (
 )
 from extractor.extraction.blanks import null_blanks
 from extractor.extraction.budget import MESSAGE_OVERHEAD_TOKENS, Budget, EstimatedTokenCounter
-from extractor.extraction.cache import ResultCache, cache_digest, hit_json, stored_status
+from extractor.extraction.cache import cache_digest, hit_json, stored_status
 from extractor.extraction.coerce import coerce
 from extractor.extraction.confidence import answer_confidences
 from extractor.extraction.enforcement import EnforcementProber, response_format
@@ -49,14 +49,13 @@ from extractor.extraction.results_log import ResultsLog
 from extractor.extraction.salvage import Salvaged, salvage_invalid, salvage_truncated
 from extractor.extraction.split import Part
 from extractor.registry.compiled import CompiledSchema
-from extractor.registry.service import SchemaRegistry
 from extractor.settings import ExtractionSettings
 from extractor.telemetry.metrics import ExtractionMetrics, endpoint_label
 from extractor.telemetry.report import ExtractionReport
 from extractor.telemetry.tracing import Tracing, trace_id
 from extractor.vocabulary import EnforcementLevel, GroundingMode, ResultStatus
 
-__all__ = ["ExtractionService", "ModelGate"]
+__all__ = ["ExtractionService", "ModelGate", "ResultStore", "SchemaSource"]
 
 ModelGate = Callable[[], AbstractAsyncContextManager[None]]
 """Entered around each model call: the batch worker's permit. What it raises ends the extraction."""
@@ -157,6 +156,20 @@ class _Clock:
         return {**self.timings, "total": round((time.perf_counter() - self._start) * 1000, 3)}
 
 
+class SchemaSource(Protocol):
+    """What the pipeline needs of the schema registry (``SchemaRegistry``): a reference resolved for a tenant."""
+
+    async def resolve(self, tenant: str, ref: str) -> CompiledSchema: ...
+
+
+class ResultStore(Protocol):
+    """What the pipeline needs of the result cache (``ResultCache``): a stored result's JSON, and a place for one."""
+
+    async def get(self, tenant: str, digest: str) -> str | None: ...
+
+    async def put(self, tenant: str, digest: str, result: ExtractionResult) -> None: ...
+
+
 def _null_invalid(schema: CompiledSchema, data: dict[str, Any], repairs: list[str]) -> dict[str, Any]:
     """Null each top-level field that strict grounding left invalid (say, a list now under ``minItems``).
 
@@ -170,10 +183,10 @@ def _null_invalid(schema: CompiledSchema, data: dict[str, Any], repairs: list[st
 class ExtractionService:
     def __init__(
         self,
-        registry: SchemaRegistry,
+        registry: SchemaSource,
         model: ModelClient,
         prober: EnforcementProber,
-        cache: ResultCache,
+        cache: ResultStore,
         settings: ExtractionSettings,
         results_log: ResultsLog | None = None,
         *,

@@ -31,14 +31,12 @@ from redis.asyncio import Redis
 
 from extractor.client import AsyncClient, ExtractorAPIError, ExtractorClientError
 from extractor.errors import ExtractorError, InternalError, SchemaNotFoundError
-from extractor.extraction.cache import ResultCache
 from extractor.extraction.enforcement import EnforcementProber
 from extractor.extraction.model import ModelClient
 from extractor.extraction.result import ExtractionResult, ExtractOptions
 from extractor.extraction.service import ExtractionService
 from extractor.registry.compiled import CompiledSchema, compile_schema
 from extractor.registry.schema import SchemaDefinition, SchemaVersion, canonical_hash, parse_ref
-from extractor.registry.service import SchemaRegistry
 from extractor.settings import Settings
 
 __all__ = ["COLUMNS", "ExtractBatches", "ExtractViaService", "load_schema", "result_line"]
@@ -211,13 +209,13 @@ class ExtractBatches(_LoopOwner):
             max_retries=config.model_max_retries,
             concurrency=concurrency,
         )
-        # The seam: ExtractionService takes the registry, the prober's store and the cache as the classes the
-        # service uses; here each is an in-memory stand-in with the same methods (see the module's doc).
+        # The seam: ExtractionService takes any schema source and result store (its protocols); the prober's
+        # store is Redis, here a dict with the two commands it uses (see the module's doc).
         self._service = ExtractionService(
-            cast("SchemaRegistry", _OneSchema(compiled)),
+            _OneSchema(compiled),
             self._model,
             EnforcementProber(cast("Redis", _Memory()), self._model, config.model_enforcement),
-            cast("ResultCache", _NoCache()),
+            _NoCache(),
             config.extraction,
             tracing=None,
             context_tokens=config.model_context_tokens,
