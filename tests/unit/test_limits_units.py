@@ -66,10 +66,10 @@ def test_a_failed_probe_opens_the_breaker_again() -> None:
 
 
 def test_a_catastrophic_pattern_stops_at_its_time_limit() -> None:
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: a loaded machine slows the wall clock, not the work done
     with pytest.raises(PatternTimeoutError):
         search("^(a|a)*$", "a" * 40 + "!")
-    assert time.perf_counter() - started < 0.5
+    assert time.process_time() - started < 0.5
     assert search(r"^\p{Letter}+$", "Straße")
 
 
