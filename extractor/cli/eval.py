@@ -38,7 +38,8 @@ from extractor.evaluation.sampling import sample_by_length
 from extractor.extraction.result import ExtractOptions
 from extractor.extraction.results_log import ResultsLog
 from extractor.registry.schema import SchemaDefinition
-from extractor.runtime import open_runtime
+from extractor.registry.service import read_definitions
+from extractor.runtime import bundled_schema_dir, open_runtime
 from extractor.settings import Settings
 from extractor.vocabulary import DEFAULT_TENANT
 
@@ -128,21 +129,34 @@ class _EvalRequest:
 
 
 def _read_baseline(path: Path, cases: Sequence[Any], option: str = "--baseline") -> tuple[EvalRun, str]:
-    """The run saved in ``path`` (``extractor eval --json``), its outcomes of ``cases``: it must hold every one of
-    them (it may hold more: a run of a whole set scored on a subset of it)."""
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-        run = EvalRun.from_json(document["run"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        problem = f"{path} is not the --json output of extractor eval ({exc})"
-        raise click.BadParameter(problem, param_hint=option) from exc
-    selected = run.of([case.id for case in cases])
+    """The run saved in ``path`` (``extractor eval --json``, or a ``--resume`` file), its outcomes of ``cases``: it
+    must hold every one of them (it may hold more: a run of a whole set scored on a subset of it)."""
+    document = _saved_document(path, option)
+    selected = EvalRun.from_json(document["run"]).of([case.id for case in cases])
     if selected is None:
         raise click.BadParameter(
             f"{path} did not score every document of --data: run it on the same documents (or on more of them)",
             param_hint=option,
         )
     return selected, f"baseline {path} ({document.get('config', 'unknown configuration')})"
+
+
+def _saved_document(path: Path, option: str) -> dict[str, Any]:
+    """``path`` as an ``extractor eval --json`` document; a ``--resume`` file (an outcome per line) becomes one with
+    only its run (the schema's properties are then the bundled schema's, or --register-schema's)."""
+    problem = f"{path} is neither the --json output of extractor eval nor a --resume file"
+    try:
+        text = path.read_text(encoding="utf-8")
+        try:
+            document = json.loads(text)
+        except ValueError:
+            document = {"run": {"outcomes": ProgressFile.read(path)}, "config": f"--resume file {path.name}"}
+        if not isinstance(document, dict) or not document["run"]["outcomes"]:
+            raise ValueError("no outcomes")
+        EvalRun.from_json(document["run"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise click.BadParameter(f"{problem} ({exc})", param_hint=option) from exc
+    return document
 
 
 def _read_definition(path: Path) -> SchemaDefinition:
@@ -179,18 +193,38 @@ async def _run_configs(
     return runs, [c.describe() for c in configs], properties
 
 
-def _saved_run(path: Path, cases: Sequence[Any]) -> _Runs:
+def _saved_run(path: Path, cases: Sequence[Any], request: _EvalRequest) -> _Runs:
     """``--rescore``: the run saved in ``path``, scored again without calling anything."""
     run, label = _read_baseline(path, cases, option="--rescore")
-    document = json.loads(path.read_text(encoding="utf-8"))
+    document = _saved_document(path, "--rescore")
     properties = document.get("properties") or {name: {} for name in document.get("fields", [])}
+    if not properties:
+        properties = {name: {} for name in request.fields} if request.fields else _schema_properties(request)
     return [run], [label.replace("baseline ", "saved ", 1)], dict(properties)
+
+
+def _schema_properties(request: _EvalRequest) -> dict[str, Any]:
+    """The --schema's top-level properties, read without a service: --register-schema's, else the bundled one's."""
+    name = request.schema_ref.partition("@")[0]
+    if request.register is not None:
+        definition = _read_definition(request.register)
+    else:
+        bundled = read_definitions(bundled_schema_dir(request.settings or Settings()))
+        if name not in bundled:
+            raise click.BadParameter(
+                f"a --resume file does not say the schema's fields, and {name!r} is not a bundled schema: "
+                "pass --register-schema FILE (or --fields)",
+                param_hint="--rescore",
+            )
+        definition = bundled[name]
+    properties = definition.json_schema.get("properties")
+    return dict(properties) if isinstance(properties, Mapping) else {}
 
 
 async def _evaluate(request: _EvalRequest, first: EvalConfig, second: EvalConfig | None) -> dict[str, Any]:
     cases = sample_by_length(load_cases(request.data, expected_path=request.expected_path), request.limit, request.seed)
     if request.rescore is not None:
-        runs, labels, properties = _saved_run(request.rescore, cases)
+        runs, labels, properties = _saved_run(request.rescore, cases, request)
     else:
         runs, labels, properties = await _run_configs(request, cases, first, second)
     fields = request.fields or list(properties)
@@ -295,8 +329,8 @@ def _run_line(run: Mapping[str, Any]) -> str:
     "--rescore",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="Score an earlier --json output again instead of running, on the --data documents (all of them or a "
-    "subset of its own); with --baseline: compare two saved runs.",
+    help="Score an earlier --json output (or a --resume file, even one still being written) again instead of "
+    "running, on the --data documents (all of them or a subset of its own); with --baseline: compare two saved runs.",
 )
 @click.option(
     "--resume",

@@ -11,6 +11,7 @@ import json
 import logging
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from extractor.evaluation.runner import Outcome, outcome_from_json, outcome_json
 
@@ -23,19 +24,19 @@ class ProgressFile:
     """The outcomes in ``path`` (read once), and ``path`` open to append new ones."""
 
     def __init__(self, path: Path) -> None:
-        self._done: dict[str, Outcome] = {}
         text = path.read_text(encoding="utf-8") if path.exists() else ""
-        for line in text.splitlines():
-            try:
-                outcome = outcome_from_json(json.loads(line))
-            except (ValueError, KeyError, TypeError, AttributeError):
-                continue  # a line cut short by a stop: its document runs again
-            self._done[outcome.id] = outcome
+        self._done = {outcome.id: outcome for outcome in _outcomes(text)}
         self._file = path.open("a", encoding="utf-8")
         if text and not text.endswith("\n"):
             self._file.write("\n")  # the cut line stays alone on its line
         if self._done:
             log.info("%s holds %d outcomes: those documents are not run again", path, len(self._done))
+
+    @staticmethod
+    def read(path: Path) -> list[dict[str, Any]]:
+        """The outcomes in ``path`` as ``outcome_json`` wrote them, the last of each document's (``eval --rescore``)."""
+        outcomes = {outcome.id: outcome_json(outcome) for outcome in _outcomes(path.read_text(encoding="utf-8"))}
+        return list(outcomes.values())
 
     def done(self, case_id: str) -> Outcome | None:
         return self._done.get(case_id)
@@ -51,3 +52,14 @@ class ProgressFile:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self._file.close()
+
+
+def _outcomes(text: str) -> list[Outcome]:
+    """Each line of ``text`` that is an outcome; a line cut short by a stop is not (its document runs again)."""
+    outcomes = []
+    for line in text.splitlines():
+        try:
+            outcomes.append(outcome_from_json(json.loads(line)))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return outcomes

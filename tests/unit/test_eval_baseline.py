@@ -100,3 +100,41 @@ def test_a_saved_run_is_scored_on_a_subset_of_its_documents(tmp_path: Path) -> N
     assert out["run"]["counts"] == {"ok": 1, "empty": 1, "failed": 0}
     assert out["empty"]["unrelated_empty"]["value"] == 1.0  # u1, answered ok, is not among them
     assert out["report"]["overall"]["recall"]["value"] == 1.0
+
+
+def test_a_resume_file_is_scored_with_the_bundled_schema_fields(tmp_path: Path) -> None:
+    """``--resume`` writes an outcome per line as it goes: a run of hours can be scored before it ends."""
+    data = tmp_path / "mix.jsonl"
+    data.write_text("\n".join(json.dumps(case) for case in CASES[:2]) + "\n", encoding="utf-8")
+    progress = tmp_path / "progress.jsonl"
+    lines = [
+        json.dumps(outcome("r1", "ok", {"merchant": "ACME Market", "total": 3.7})),
+        json.dumps(outcome("u1", "ok", {"merchant": "jazz", "total": None})),
+        json.dumps(outcome("u1", "empty")),  # run again after a stop: the last outcome counts
+        '{"id": "u2", "sta',  # cut short by a stop
+    ]
+    progress.write_text("\n".join(lines), encoding="utf-8")
+    args = ["--schema", "receipt", "--data", str(data), "--rescore", str(progress), "--json"]
+    result = CliRunner().invoke(eval_command, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["config"] == "saved " + str(progress) + " (--resume file progress.jsonl)"
+    assert "items" in out["fields"]  # the bundled receipt schema's fields: the file does not name them
+    assert out["run"]["counts"] == {"ok": 1, "empty": 1, "failed": 0}
+    assert out["report"]["fields"]["total"]["recall"]["value"] == 1.0
+    unknown = CliRunner().invoke(eval_command, ["--schema", "mine", *args[2:]])
+    assert unknown.exit_code == 2
+    assert "not a bundled schema: pass --register-schema FILE" in unknown.output
+    named = CliRunner().invoke(eval_command, ["--schema", "mine", "--fields", "total", *args[2:]])
+    assert named.exit_code == 0, named.output
+    assert json.loads(named.output)["fields"] == ["total"]
+
+
+def test_a_file_that_is_no_saved_run_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "mix.jsonl"
+    data.write_text(json.dumps(CASES[0]) + "\n", encoding="utf-8")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("first line\nsecond line\n", encoding="utf-8")
+    result = CliRunner().invoke(eval_command, ["--schema", "receipt", "--data", str(data), "--rescore", str(notes)])
+    assert result.exit_code == 2
+    assert "is neither the --json output of extractor eval nor a --resume file" in result.output
