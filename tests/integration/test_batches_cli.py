@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from extractor.app import create_app
 from extractor.cli.batch import batch
 from tests.support.app import make_settings, serve_app
+from tests.support.batches import invoices
 
 JOBS = {"concurrency": 8, "chunk_size": 2, "heartbeat_s": 2, "sweep_s": 1}
 
@@ -23,7 +24,7 @@ def service(redis: object, fake_server: str) -> Iterator[str]:
 
 
 def test_batch_command_writes_one_line_per_document_in_order_and_resumes(service: str, tmp_path: Path) -> None:
-    docs = [{"id": f"inv-{n}", "text": f"Invoice {n} from Globex, total {n}.50 EUR"} for n in range(20)]
+    docs = invoices(20, "inv")
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps(doc) + "\n" for doc in docs))
     output = tmp_path / "out.jsonl"

@@ -17,7 +17,7 @@ from extractor import keys
 from extractor.app import create_app
 from extractor.local.process import free_port
 from tests.support.app import make_settings
-from tests.support.batches import result_lines, submit, wait_finished
+from tests.support.batches import invoices, result_lines, submit, wait_finished
 from tests.support.redis_db import INTEGRATION_URL as REDIS_URL
 
 JOBS = {"concurrency": 8, "chunk_size": 4, "heartbeat_s": 2, "sweep_s": 1, "run_in_serve": False}
@@ -43,7 +43,7 @@ async def test_sigkilled_worker_loses_nothing_and_doubles_nothing(redis: Redis, 
     second: subprocess.Popen[bytes] | None = None
     try:
         async with AsyncTestClient(create_app(settings)) as client:
-            docs = [{"id": f"k-{n}", "text": f"Invoice {n} from Globex, total {n}.50 EUR"} for n in range(200)]
+            docs = invoices(200, "k")
             batch_id = (await submit(client, docs)).json()["batch_id"]
             while (await client.get(f"/v1/batches/{batch_id}")).json()["done"] < 60:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)

@@ -28,7 +28,7 @@ from extractor.app import create_app
 from extractor.jobs.queue import chunk_key, chunks, open_queue
 from extractor.local.process import free_port
 from tests.support.app import make_settings
-from tests.support.batches import metric, result_lines, submit, wait_finished
+from tests.support.batches import invoices, metric, result_lines, submit, wait_finished
 from tests.support.processes import fake_openai, started
 from tests.support.redis_db import SUBPROCESS_URL, flushed_db
 
@@ -139,7 +139,7 @@ async def queued_chunks(batch_id: str) -> set[tuple[str, int]]:
 
 
 def slow_documents() -> list[dict[str, str]]:
-    return [{"id": f"slow-{n}", "text": f"Invoice {n} from Globex, total {n}.50 EUR"} for n in range(DOCS)]
+    return invoices(DOCS, "slow")
 
 
 async def test_a_sigtermed_worker_finishes_what_it_holds_and_claims_nothing_more(redis: Redis, tmp_path: Path) -> None:

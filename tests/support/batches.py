@@ -9,7 +9,7 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
-__all__ = ["GOOD", "documents", "metric", "result_lines", "submit", "wait_finished"]
+__all__ = ["GOOD", "documents", "invoices", "metric", "result_lines", "submit", "wait_finished"]
 
 GOOD = {"merchant": "ACME Market", "date": "2024-03-05", "total": 3.7, "currency": "EUR", "items": []}
 """A receipt the bundled ``receipt`` schema accepts: what the fake model answers for a good document."""
@@ -17,6 +17,13 @@ GOOD = {"merchant": "ACME Market", "date": "2024-03-05", "total": 3.7, "currency
 
 def documents(count: int, prefix: str = "doc") -> list[dict[str, str]]:
     return [{"id": f"{prefix}-{n}", "text": f"ACME Market receipt number {n}, TOTAL 3.70 EUR"} for n in range(count)]
+
+
+def invoices(count: int, prefix: str) -> list[dict[str, str]]:
+    """Documents the fake model reads as receipts: Globex's merchant word and the first number as the total, never a
+    single digit (a value found as one character is no evidence of a record: it would be ``empty``)."""
+    numbers = range(10, 10 + count)
+    return [{"id": f"{prefix}-{n - 10}", "text": f"Invoice {n} from Globex, total {n}.50 EUR"} for n in numbers]
 
 
 async def submit(client: AsyncTestClient[Any], docs: list[dict[str, str]], **extra: Any) -> Any:
