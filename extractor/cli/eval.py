@@ -22,7 +22,7 @@ from extractor.errors import ExtractorError
 from extractor.evaluation.calibration import calibration, compare_calibration
 from extractor.evaluation.emptiness import compare_empty, empty_report
 from extractor.evaluation.export import write_export
-from extractor.evaluation.progress import ProgressFile
+from extractor.evaluation.progress import ProgressFile, last_outcomes
 from extractor.evaluation.runner import (
     Backend,
     EvalRun,
@@ -128,35 +128,40 @@ class _EvalRequest:
     resume: Path | None = None  # --resume: outcomes kept as they come, and not run again
 
 
-def _read_baseline(path: Path, cases: Sequence[Any], option: str = "--baseline") -> tuple[EvalRun, str]:
+def _read_baseline(path: Path, cases: Sequence[Any], option: str = "--baseline") -> tuple[EvalRun, str, dict[str, Any]]:
     """The run saved in ``path`` (``extractor eval --json``, or a ``--resume`` file), its outcomes of ``cases``: it
-    must hold every one of them (it may hold more: a run of a whole set scored on a subset of it)."""
-    document = _saved_document(path, option)
-    selected = EvalRun.from_json(document["run"]).of([case.id for case in cases])
+    must hold every one of them (it may hold more: a run of a whole set scored on a subset of it). Also its label
+    and the saved document around it (of a ``--resume`` file: only its label)."""
+    run, document = _saved(path, option)
+    selected = run.of([case.id for case in cases])
     if selected is None:
         raise click.BadParameter(
             f"{path} did not score every document of --data: run it on the same documents (or on more of them)",
             param_hint=option,
         )
-    return selected, f"baseline {path} ({document.get('config', 'unknown configuration')})"
+    return selected, f"baseline {path} ({document.get('config', 'unknown configuration')})", document
 
 
-def _saved_document(path: Path, option: str) -> dict[str, Any]:
-    """``path`` as an ``extractor eval --json`` document; a ``--resume`` file (an outcome per line) becomes one with
-    only its run (the schema's properties are then the bundled schema's, or --register-schema's)."""
+def _saved(path: Path, option: str) -> tuple[EvalRun, dict[str, Any]]:
+    """The run in ``path`` and the document around it: ``extractor eval --json``'s output, or a ``--resume`` file (an
+    outcome per line; it names no fields: the schema's properties are then the bundled schema's, or
+    --register-schema's)."""
     problem = f"{path} is neither the --json output of extractor eval nor a --resume file"
     try:
         text = path.read_text(encoding="utf-8")
         try:
             document = json.loads(text)
         except ValueError:
-            document = {"run": {"outcomes": ProgressFile.read(path)}, "config": f"--resume file {path.name}"}
-        if not isinstance(document, dict) or not document["run"]["outcomes"]:
+            document = None
+        if isinstance(document, dict) and "run" in document:
+            run = EvalRun.from_json(document["run"])
+        else:  # JSON lines, or a --resume file of one line
+            run, document = EvalRun(last_outcomes(text), 0.0), {"config": f"--resume file {path.name}"}
+        if not run.outcomes:
             raise ValueError("no outcomes")
-        EvalRun.from_json(document["run"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise click.BadParameter(f"{problem} ({exc})", param_hint=option) from exc
-    return document
+    return run, document
 
 
 def _read_definition(path: Path) -> SchemaDefinition:
@@ -195,8 +200,7 @@ async def _run_configs(
 
 def _saved_run(path: Path, cases: Sequence[Any], request: _EvalRequest) -> _Runs:
     """``--rescore``: the run saved in ``path``, scored again without calling anything."""
-    run, label = _read_baseline(path, cases, option="--rescore")
-    document = _saved_document(path, "--rescore")
+    run, label, document = _read_baseline(path, cases, option="--rescore")
     properties = document.get("properties") or {name: {} for name in document.get("fields", [])}
     if not properties:
         properties = {name: {} for name in request.fields} if request.fields else _schema_properties(request)
@@ -229,7 +233,7 @@ async def _evaluate(request: _EvalRequest, first: EvalConfig, second: EvalConfig
         runs, labels, properties = await _run_configs(request, cases, first, second)
     fields = request.fields or list(properties)
     if request.baseline is not None:
-        baseline, label = _read_baseline(request.baseline, cases)
+        baseline, label, _ = _read_baseline(request.baseline, cases)
         runs, labels, second = [baseline, *runs], [label, *labels], first
     report, _ = score_run(cases, runs[0], fields, properties)
     relevant = relevance(cases, fields, properties)

@@ -11,11 +11,10 @@ import json
 import logging
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from extractor.evaluation.runner import Outcome, outcome_from_json, outcome_json
 
-__all__ = ["ProgressFile"]
+__all__ = ["ProgressFile", "last_outcomes"]
 
 log = logging.getLogger(__name__)
 
@@ -25,18 +24,12 @@ class ProgressFile:
 
     def __init__(self, path: Path) -> None:
         text = path.read_text(encoding="utf-8") if path.exists() else ""
-        self._done = {outcome.id: outcome for outcome in _outcomes(text)}
+        self._done = {outcome.id: outcome for outcome in last_outcomes(text)}
         self._file = path.open("a", encoding="utf-8")
         if text and not text.endswith("\n"):
             self._file.write("\n")  # the cut line stays alone on its line
         if self._done:
             log.info("%s holds %d outcomes: those documents are not run again", path, len(self._done))
-
-    @staticmethod
-    def read(path: Path) -> list[dict[str, Any]]:
-        """The outcomes in ``path`` as ``outcome_json`` wrote them, the last of each document's (``eval --rescore``)."""
-        outcomes = {outcome.id: outcome_json(outcome) for outcome in _outcomes(path.read_text(encoding="utf-8"))}
-        return list(outcomes.values())
 
     def done(self, case_id: str) -> Outcome | None:
         return self._done.get(case_id)
@@ -54,12 +47,14 @@ class ProgressFile:
         self._file.close()
 
 
-def _outcomes(text: str) -> list[Outcome]:
-    """Each line of ``text`` that is an outcome; a line cut short by a stop is not (its document runs again)."""
-    outcomes = []
+def last_outcomes(text: str) -> list[Outcome]:
+    """Each document's last outcome in ``text``, a ``--resume`` file (also read by ``eval --rescore``); a line cut
+    short by a stop is not one (its document runs again)."""
+    outcomes: dict[str, Outcome] = {}
     for line in text.splitlines():
         try:
-            outcomes.append(outcome_from_json(json.loads(line)))
+            outcome = outcome_from_json(json.loads(line))
         except (ValueError, KeyError, TypeError, AttributeError):
             continue
-    return outcomes
+        outcomes[outcome.id] = outcome
+    return list(outcomes.values())

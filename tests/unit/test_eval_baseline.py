@@ -130,6 +130,17 @@ def test_a_resume_file_is_scored_with_the_bundled_schema_fields(tmp_path: Path) 
     assert json.loads(named.output)["fields"] == ["total"]
 
 
+def test_a_resume_file_of_one_line_is_a_resume_file(tmp_path: Path) -> None:
+    data = tmp_path / "mix.jsonl"
+    data.write_text(json.dumps(CASES[1]) + "\n", encoding="utf-8")
+    progress = tmp_path / "progress.jsonl"
+    progress.write_text(json.dumps(outcome("u1", "empty")) + "\n", encoding="utf-8")  # one line: a JSON document too
+    args = ["--schema", "receipt", "--data", str(data), "--rescore", str(progress), "--json"]
+    result = CliRunner().invoke(eval_command, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["run"]["counts"] == {"ok": 0, "empty": 1, "failed": 0}
+
+
 def test_a_file_that_is_no_saved_run_is_refused(tmp_path: Path) -> None:
     data = tmp_path / "mix.jsonl"
     data.write_text(json.dumps(CASES[0]) + "\n", encoding="utf-8")
